@@ -1,0 +1,121 @@
+import type { CaServeConfig } from '../../certs/ca.js';
+import { DEFAULT_CA_DIR, type PassphraseSource } from '../../certs/ca-dir.js';
+import { parseDurationSeconds } from '../../certs/duration.js';
+import { parseHostPort } from '../../certs/host-port.js';
+import { LOG_LEVELS, type LogLevel } from '../../certs/log.js';
+import { ENV_BY_FLAG, type Env } from './env-table.js';
+import { ProblemList } from './config-error.js';
+
+/** Default CA gRPC address (workload and admin APIs). */
+export const DEFAULT_CA_ADDR = '127.0.0.1:15112';
+export const DEFAULT_CA_LISTEN = '0.0.0.0:15112';
+export const DEFAULT_TTL = '1h';
+export const DEFAULT_MAX_TTL = '24h';
+
+/** Flags of `palisade ca serve` as commander hands them over (all optional strings). */
+export interface CaServeFlags {
+  dir?: string;
+  listen?: string;
+  metricsListen?: string;
+  defaultTtl?: string;
+  maxTtl?: string;
+  saJwks?: string;
+  saIssuer?: string;
+  passphraseFile?: string;
+  logLevel?: string;
+}
+
+/** Settings every `palisade ca` command shares. */
+export interface CaCommonConfig {
+  dir: string;
+  caAddr: string;
+  passphrase: PassphraseSource;
+  logLevel: LogLevel;
+}
+
+/**
+ * Resolves the settings shared by all `ca` commands: defaults < env < flags.
+ * Throws ConfigError naming every bad value.
+ */
+export function loadCaCommonConfig(
+  flags: { dir?: string; caAddr?: string; passphraseFile?: string; logLevel?: string },
+  env: Env,
+): CaCommonConfig {
+  const problems = new ProblemList();
+  const pick = <K extends keyof typeof ENV_BY_FLAG>(key: K, flag: string | undefined) =>
+    flag ?? env[ENV_BY_FLAG[key]];
+  const caAddr = pick('caAddr', flags.caAddr) ?? DEFAULT_CA_ADDR;
+  problems.check('--ca-addr', caAddr, (v) => parseHostPort(v));
+  const logLevel = pick('logLevel', flags.logLevel) ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    problems.add('--log-level', logLevel, `must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  problems.throwIfAny();
+  const passphraseFile = pick('passphraseFile', flags.passphraseFile);
+  const passphraseValue = env[ENV_BY_FLAG.passphrase];
+  return {
+    dir: pick('dir', flags.dir) ?? DEFAULT_CA_DIR,
+    caAddr,
+    passphrase: {
+      ...(passphraseValue ? { value: passphraseValue } : {}),
+      ...(passphraseFile ? { file: passphraseFile } : {}),
+    },
+    logLevel: logLevel as LogLevel,
+  };
+}
+
+/** Resolves `palisade ca serve` settings: defaults < env < flags, every problem reported at once. */
+export function loadCaServeConfig(
+  flags: CaServeFlags,
+  env: Env,
+): CaServeConfig & { logLevel: LogLevel } {
+  const common = loadCaCommonConfig(flags, env);
+  const problems = new ProblemList();
+  const pick = <K extends keyof typeof ENV_BY_FLAG>(key: K, flag: string | undefined) =>
+    flag ?? env[ENV_BY_FLAG[key]];
+  const listen = problems.check(
+    '--listen',
+    pick('listen', flags.listen) ?? DEFAULT_CA_LISTEN,
+    (v) => parseHostPort(v, '0.0.0.0'),
+  );
+  const metricsListenText = pick('metricsListen', flags.metricsListen);
+  const metricsListen = problems.check('--metrics-listen', metricsListenText, (v) =>
+    parseHostPort(v, '0.0.0.0'),
+  );
+  const ttl = (setting: string, text: string) =>
+    problems.check(setting, text, (v) => {
+      const seconds = parseDurationSeconds(v);
+      if (seconds < 60) throw new Error('must be at least 1m');
+      return seconds;
+    });
+  const defaultTtlSeconds = ttl(
+    '--default-ttl',
+    pick('defaultTtl', flags.defaultTtl) ?? DEFAULT_TTL,
+  );
+  const maxTtlSeconds = ttl('--max-ttl', pick('maxTtl', flags.maxTtl) ?? DEFAULT_MAX_TTL);
+  if (defaultTtlSeconds && maxTtlSeconds && defaultTtlSeconds > maxTtlSeconds) {
+    problems.add('--default-ttl', String(defaultTtlSeconds), 'exceeds --max-ttl');
+  }
+  const saJwks = pick('saJwks', flags.saJwks);
+  const saIssuer = pick('saIssuer', flags.saIssuer);
+  if (Boolean(saJwks) !== Boolean(saIssuer)) {
+    problems.add(
+      saJwks ? '--sa-issuer' : '--sa-jwks',
+      '',
+      'is required with the other --sa-* flag',
+    );
+  }
+  problems.throwIfAny();
+  return {
+    dir: common.dir,
+    listen: listen as NonNullable<typeof listen>,
+    metricsListen,
+    defaultTtlSeconds: defaultTtlSeconds as number,
+    maxTtlSeconds: maxTtlSeconds as number,
+    saJwks,
+    saIssuer,
+    passphrase: common.passphrase,
+    sweepIntervalMs: 30_000,
+    logLevel: common.logLevel,
+  };
+}

@@ -1,0 +1,530 @@
+import type { X509Certificate } from 'node:crypto';
+import { PalisadeError } from './errors.js';
+import type { Logger } from './log.js';
+import type { CaMetrics } from './metrics.js';
+import { adminId, parseSpiffeId } from './spiffe-id.js';
+import type { SaTokenVerifier } from './authn/index.js';
+import type { CaStore, CertRecord, IssuedVia } from './store/index.js';
+import {
+  certSpiffeId,
+  createCrl,
+  createLeafCertificate,
+  parseCsr,
+  serialHexOf,
+  splitPemChain,
+  type CrlReason,
+  type Issuer,
+  type ParsedCsr,
+} from './x509/index.js';
+
+/** Shortest certificate lifetime the CA hands out, whatever is asked. */
+export const MIN_TTL_SECONDS = 60;
+
+/** How the CA decides lifetimes. */
+export interface AuthorityOptions {
+  trustDomain: string;
+  defaultTtlSeconds: number;
+  maxTtlSeconds: number;
+}
+
+/** A caller's proof of which identity it may have signed. */
+export type Proof =
+  | { kind: 'sa-token'; token: string }
+  | { kind: 'join-token'; token: string }
+  | { kind: 'renewal'; peer: X509Certificate | undefined };
+
+/** A freshly signed certificate with what the workload needs to use it. */
+export interface SignedChain {
+  spiffeId: string;
+  serialHex: string;
+  /** Leaf first, then the intermediate. */
+  chainPem: string[];
+  trustBundlePem: string[];
+  notBefore: Date;
+  notAfter: Date;
+  trustVersion: number;
+}
+
+/** One published state of the trust bundle and revocation set. */
+export interface TrustState {
+  version: number;
+  trustBundlePem: string[];
+  revokedSerials: string[];
+  revokedIds: string[];
+  publishedAt: Date;
+}
+
+/** Raised for requests the CA refuses; the code maps to a gRPC status. */
+export class AuthorityError extends PalisadeError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'AuthorityError';
+  }
+}
+
+type TrustListener = (state: TrustState) => void;
+
+/**
+ * The certificate authority's decisions: who may have which certificate for
+ * how long, revocation, join tokens, CRLs and the trust state every agent
+ * watches. It owns no sockets; the gRPC services call it, and it writes
+ * through the store so that every change is durable before it answers.
+ */
+export class CertificateAuthority {
+  readonly options: AuthorityOptions;
+  private readonly store: CaStore;
+  private readonly log: Logger;
+  private readonly metrics: CaMetrics;
+  private readonly saVerifier: SaTokenVerifier | undefined;
+  private readonly now: () => Date;
+  private readonly listeners = new Set<TrustListener>();
+  private issuer: Issuer;
+  private trustBundlePem: string[];
+  private state: TrustState;
+
+  constructor(deps: {
+    options: AuthorityOptions;
+    store: CaStore;
+    intermediate: Issuer;
+    bundlePem: string;
+    log: Logger;
+    metrics: CaMetrics;
+    saVerifier?: SaTokenVerifier;
+    now?: () => Date;
+  }) {
+    this.options = deps.options;
+    this.store = deps.store;
+    this.issuer = deps.intermediate;
+    this.trustBundlePem = splitPemChain(deps.bundlePem);
+    this.log = deps.log;
+    this.metrics = deps.metrics;
+    this.saVerifier = deps.saVerifier;
+    this.now = deps.now ?? (() => new Date());
+    this.state = this.computeState();
+    this.metrics.trustVersion.set(this.state.version);
+    this.metrics.intermediateExpirySeconds.set(notAfterOf(this.issuer).getTime() / 1000);
+  }
+
+  /** The intermediate currently signing. */
+  get intermediate(): Issuer {
+    return this.issuer;
+  }
+
+  /** How many trust watchers are subscribed. */
+  get watcherCount(): number {
+    return this.listeners.size;
+  }
+
+  /** The trust state agents should hold now. */
+  get trust(): TrustState {
+    return this.state;
+  }
+
+  /**
+   * Signs a workload's CSR after checking the CSR and the proof: the CSR's one
+   * URI SAN must be the identity the proof entitles, which must not be revoked.
+   * Throws AuthorityError (or the x509/store/authn error) naming the problem;
+   * nothing is written unless a certificate is issued.
+   */
+  async signForWorkload(request: {
+    csrPem: string;
+    ttlSeconds: number;
+    proof: Proof;
+  }): Promise<SignedChain> {
+    const csr = parseCsr(request.csrPem);
+    const requested = this.requestedId(csr);
+    const entitled = await this.entitledId(request.proof);
+    if (entitled.spiffeId !== requested) {
+      throw new AuthorityError(
+        'CSR_SAN_MISMATCH',
+        `CSR asks for ${requested} but the ${request.proof.kind} proof entitles ${entitled.spiffeId}`,
+      );
+    }
+    this.checkNotRevoked(requested);
+    const ttlSeconds = this.clampTtl(request.ttlSeconds);
+    entitled.commit?.();
+    return this.issue(csr, requested, ttlSeconds, entitled.via);
+  }
+
+  /** Signs a CSR for any identity of the trust domain: the admin path. */
+  issueForAdmin(request: { spiffeId: string; csrPem: string; ttlSeconds: number }): SignedChain {
+    const spiffeId = this.checkInDomain(request.spiffeId);
+    const csr = parseCsr(request.csrPem);
+    const requested = this.requestedId(csr);
+    if (requested !== spiffeId) {
+      throw new AuthorityError(
+        'CSR_SAN_MISMATCH',
+        `CSR asks for ${requested} but the request names ${spiffeId}`,
+      );
+    }
+    this.checkNotRevoked(spiffeId);
+    return this.issue(csr, spiffeId, this.clampTtl(request.ttlSeconds), 'admin');
+  }
+
+  /** Revokes one certificate; durable and published to every watcher before it returns. */
+  revokeSerial(serialHex: string, reason: string) {
+    const serial = normaliseSerial(serialHex);
+    const result = this.store.revokeSerial(serial, reason, this.now());
+    if (!result.alreadyRevoked) {
+      this.metrics.revocations.inc({ kind: 'serial' });
+      this.log.info(
+        { event: 'cert.revoked', serial, peer_id: result.revocation.spiffeId, reason },
+        'certificate revoked',
+      );
+      this.publish();
+    }
+    return { ...result, trustVersion: this.state.version };
+  }
+
+  /** Revokes every certificate of an identity and refuses it new ones until lifted. */
+  revokeIdentity(spiffeId: string, reason: string) {
+    const id = this.checkInDomain(spiffeId);
+    const result = this.store.revokeIdentity(id, reason, this.now());
+    this.metrics.revocations.inc({ kind: 'identity' });
+    this.log.info(
+      { event: 'identity.revoked', peer_id: id, reason, serials: result.serials.length },
+      'identity revoked',
+    );
+    this.publish();
+    return { ...result, trustVersion: this.state.version };
+  }
+
+  /** Lifts an identity revocation so the identity may be issued certificates again. */
+  unrevokeIdentity(spiffeId: string) {
+    const id = this.checkInDomain(spiffeId);
+    const wasRevoked = this.store.unrevokeIdentity(id, this.now());
+    if (wasRevoked) {
+      this.log.info({ event: 'identity.unrevoked', peer_id: id }, 'identity revocation lifted');
+      this.publish();
+    }
+    return { wasRevoked, trustVersion: this.state.version };
+  }
+
+  /** Creates a one-time join token for an identity. The token is returned once and stored hashed. */
+  createJoinToken(spiffeId: string, ttlSeconds: number) {
+    const id = this.checkInDomain(spiffeId);
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 7 * 86400) {
+      throw new AuthorityError(
+        'TTL_INVALID',
+        `join token lifetime must be 1s..7d, got ${ttlSeconds}s`,
+      );
+    }
+    const created = this.store.createJoinToken(id, ttlSeconds, this.now());
+    this.metrics.joinTokensCreated.inc();
+    this.log.info(
+      {
+        event: 'token.created',
+        peer_id: id,
+        id_hint: created.record.idHint,
+        expires_at: created.record.expiresAt.toISOString(),
+      },
+      'join token created',
+    );
+    return created;
+  }
+
+  /** Switches signing to a new intermediate (already persisted by the caller). */
+  useIntermediate(next: Issuer): void {
+    const previous = this.issuer;
+    this.issuer = next;
+    this.store.appendAudit('intermediate.rotated', {
+      old_serial: previous.serialHex,
+      new_serial: next.serialHex,
+      not_after: notAfterOf(next).toISOString(),
+    });
+    this.metrics.intermediateExpirySeconds.set(notAfterOf(next).getTime() / 1000);
+    this.log.info(
+      { event: 'intermediate.rotated', old_serial: previous.serialHex, serial: next.serialHex },
+      'intermediate rotated',
+    );
+  }
+
+  /** A CRL of the current intermediate's unexpired revoked certificates, numbered by trust version. */
+  crl(): { pem: string; crlNumber: number } {
+    const now = this.now();
+    const entries = this.store
+      .listRevocations(now)
+      .serials.filter(
+        (r) => this.store.getCert(r.serialHex)?.issuerSerialHex === this.issuer.serialHex,
+      )
+      .map((r) => ({
+        serialHex: r.serialHex,
+        revokedAt: r.revokedAt,
+        reason: crlReasonOf(r.reason),
+      }));
+    const crlNumber = this.state.version;
+    const pem = createCrl({
+      issuer: this.issuer,
+      entries,
+      crlNumber,
+      thisUpdate: now,
+      nextUpdate: new Date(now.getTime() + 3600_000),
+    });
+    return { pem, crlNumber };
+  }
+
+  /** Registers a listener for every new trust state; returns the unsubscribe function. */
+  subscribe(listener: TrustListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Drops revoked serials whose certificates expired, publishing a new version if any left. */
+  sweepExpired(): void {
+    const next = this.store.revocationSet(this.now());
+    if (sameMembers(next.serials, this.state.revokedSerials)) return;
+    this.store.bumpTrustVersion('revocations.expired');
+    this.publish();
+  }
+
+  /**
+   * Admits an admin call: the caller must have presented an unrevoked
+   * certificate of this CA for the admin identity. Throws ADMIN_NO_CERT,
+   * ADMIN_REQUIRED or CERT_REVOKED; returns the admin certificate's serial.
+   */
+  checkAdmin(peer: X509Certificate | undefined): string {
+    if (!peer) {
+      throw new AuthorityError(
+        'ADMIN_NO_CERT',
+        'admin calls need the admin certificate (mutual TLS)',
+      );
+    }
+    const spiffeId = certSpiffeId(peer);
+    const serial = serialHexOf(peer);
+    if (spiffeId !== adminId(this.options.trustDomain)) {
+      throw new AuthorityError(
+        'ADMIN_REQUIRED',
+        `${spiffeId ?? 'a certificate without SPIFFE ID'} is not the admin identity`,
+      );
+    }
+    if (this.store.isSerialRevoked(serial) || this.store.isIdentityRevoked(spiffeId)) {
+      throw new AuthorityError('CERT_REVOKED', `admin certificate ${serial} is revoked`);
+    }
+    return serial;
+  }
+
+  /** Lists certificates and revocations for the admin API. */
+  list(options: {
+    revokedOnly: boolean;
+    includeExpired: boolean;
+    spiffeId?: string;
+    limit?: number;
+  }) {
+    const now = this.now();
+    const certificates: CertRecord[] = this.store.listCerts({ ...options, now });
+    return { certificates, revocations: this.store.listRevocations(now) };
+  }
+
+  private publish(): void {
+    this.state = this.computeState();
+    this.metrics.trustVersion.set(this.state.version);
+    this.log.info(
+      {
+        event: 'trust.updated',
+        version: this.state.version,
+        revoked_serials: this.state.revokedSerials.length,
+        revoked_ids: this.state.revokedIds.length,
+        watchers: this.listeners.size,
+      },
+      'trust state published',
+    );
+    for (const listener of this.listeners) listener(this.state);
+  }
+
+  private computeState(): TrustState {
+    const set = this.store.revocationSet(this.now());
+    return {
+      version: set.version,
+      trustBundlePem: this.trustBundlePem,
+      revokedSerials: set.serials,
+      revokedIds: set.identities,
+      publishedAt: this.now(),
+    };
+  }
+
+  private issue(csr: ParsedCsr, spiffeId: string, ttlSeconds: number, via: IssuedVia): SignedChain {
+    const now = this.now();
+    const leaf = createLeafCertificate({
+      publicKey: csr.publicKey,
+      spiffeId,
+      issuer: this.issuer,
+      ttlSeconds,
+      now,
+    });
+    this.store.recordIssued({
+      serialHex: leaf.serialHex,
+      spiffeId,
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+      issuedVia: via,
+      issuerSerialHex: this.issuer.serialHex,
+      now,
+    });
+    this.log.info(
+      {
+        event: 'cert.issued',
+        peer_id: spiffeId,
+        serial: leaf.serialHex,
+        via,
+        not_after: leaf.notAfter.toISOString(),
+      },
+      'certificate issued',
+    );
+    return {
+      spiffeId,
+      serialHex: leaf.serialHex,
+      chainPem: [leaf.pem, this.issuer.certPem],
+      trustBundlePem: this.trustBundlePem,
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+      trustVersion: this.state.version,
+    };
+  }
+
+  /** The X.509-SVID rule: exactly one URI SAN, a SPIFFE ID of this trust domain, nothing else. */
+  private requestedId(csr: ParsedCsr): string {
+    const extras =
+      csr.dnsNames.length + csr.ipAddresses.length + csr.emails.length + csr.otherSanCount;
+    if (csr.uris.length !== 1 || extras > 0) {
+      throw new AuthorityError(
+        'CSR_SAN_INVALID',
+        `CSR must carry exactly one URI SAN and no other SAN; it has ${csr.uris.length} URI and ${extras} other`,
+      );
+    }
+    return this.checkInDomain(csr.uris[0] as string);
+  }
+
+  private checkInDomain(spiffeId: string): string {
+    const id = parseSpiffeId(spiffeId);
+    if (id.trustDomain !== this.options.trustDomain) {
+      throw new AuthorityError(
+        'TRUST_DOMAIN_MISMATCH',
+        `${spiffeId} is outside trust domain ${this.options.trustDomain}`,
+      );
+    }
+    if (id.path === '') {
+      throw new AuthorityError(
+        'SPIFFE_ID_INVALID',
+        `${spiffeId} names a trust domain, not a workload`,
+      );
+    }
+    return id.uri;
+  }
+
+  private checkNotRevoked(spiffeId: string): void {
+    if (this.store.isIdentityRevoked(spiffeId)) {
+      throw new AuthorityError(
+        'IDENTITY_REVOKED',
+        `${spiffeId} is revoked; no certificate is issued to it`,
+      );
+    }
+  }
+
+  private clampTtl(requested: number): number {
+    if (!Number.isFinite(requested) || requested < 0) {
+      throw new AuthorityError(
+        'TTL_INVALID',
+        `requested lifetime must be >= 0 seconds, got ${requested}`,
+      );
+    }
+    const asked = requested === 0 ? this.options.defaultTtlSeconds : requested;
+    const clamped = Math.min(Math.max(asked, MIN_TTL_SECONDS), this.options.maxTtlSeconds);
+    // A leaf must not outlive the intermediate that signs it.
+    const untilIssuerExpiry = Math.floor(
+      (notAfterOf(this.issuer).getTime() - this.now().getTime()) / 1000,
+    );
+    return Math.max(MIN_TTL_SECONDS, Math.min(clamped, untilIssuerExpiry));
+  }
+
+  /** Resolves a proof to the identity it entitles; `commit` spends a single-use proof. */
+  private async entitledId(
+    proof: Proof,
+  ): Promise<{ spiffeId: string; via: IssuedVia; commit?: () => void }> {
+    switch (proof.kind) {
+      case 'sa-token': {
+        if (!this.saVerifier) {
+          throw new AuthorityError(
+            'SA_TOKENS_DISABLED',
+            'this CA verifies no service-account tokens (start it with --sa-jwks and --sa-issuer)',
+          );
+        }
+        const result = await this.saVerifier.verify(proof.token);
+        if (!result.ok) throw new AuthorityError(result.code, result.reason);
+        return { spiffeId: result.spiffeId, via: 'sa-token' };
+      }
+      case 'join-token': {
+        const now = this.now();
+        const spiffeId = this.store.peekJoinToken(proof.token, now);
+        return {
+          spiffeId,
+          via: 'join-token',
+          commit: () => {
+            this.store.consumeJoinToken(proof.token, now);
+          },
+        };
+      }
+      case 'renewal':
+        return { spiffeId: this.renewingId(proof.peer), via: 'renewal' };
+    }
+  }
+
+  /** Renewal: the caller's current certificate must be one of ours, unexpired and unrevoked. */
+  private renewingId(peer: X509Certificate | undefined): string {
+    if (!peer) {
+      throw new AuthorityError(
+        'RENEWAL_NO_CERT',
+        'renewal needs the current certificate presented in the TLS handshake',
+      );
+    }
+    const serial = serialHexOf(peer);
+    const spiffeId = certSpiffeId(peer);
+    const record = this.store.getCert(serial);
+    if (!spiffeId || !record || record.spiffeId !== spiffeId) {
+      throw new AuthorityError('CERT_UNKNOWN', `certificate ${serial} was not issued by this CA`);
+    }
+    if (this.store.isSerialRevoked(serial)) {
+      throw new AuthorityError('CERT_REVOKED', `certificate ${serial} of ${spiffeId} is revoked`);
+    }
+    return spiffeId;
+  }
+}
+
+const CRL_REASON_WORDS: Record<string, CrlReason> = {
+  'key-compromise': 'keyCompromise',
+  keycompromise: 'keyCompromise',
+  'ca-compromise': 'cACompromise',
+  'affiliation-changed': 'affiliationChanged',
+  superseded: 'superseded',
+  'cessation-of-operation': 'cessationOfOperation',
+  decommissioned: 'cessationOfOperation',
+  'certificate-hold': 'certificateHold',
+  'privilege-withdrawn': 'privilegeWithdrawn',
+};
+
+/** Maps an operator's free-text reason to an RFC 5280 reason code when it names one. */
+export function crlReasonOf(reason: string): CrlReason {
+  return CRL_REASON_WORDS[reason.trim().toLowerCase()] ?? 'unspecified';
+}
+
+/** Lowercase hex without separators or leading zero bytes; REQUEST_INVALID when not hex. */
+export function normaliseSerial(serial: string): string {
+  const hex = serial.replace(/:/g, '').toLowerCase();
+  if (!/^[0-9a-f]{1,64}$/.test(hex)) {
+    throw new AuthorityError(
+      'REQUEST_INVALID',
+      `not a hex serial number: ${JSON.stringify(serial)}`,
+    );
+  }
+  return hex.replace(/^(00)+(?=..)/, '');
+}
+
+/** The issuer certificate's notAfter as a Date (Node 20 has no `validToDate`). */
+export function notAfterOf(issuer: Issuer): Date {
+  return new Date(issuer.cert.validTo);
+}
+
+function sameMembers(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  const set = new Set(a);
+  return b.every((x) => set.has(x));
+}

@@ -1,0 +1,110 @@
+import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type {
+  SignRequest,
+  SignResponse,
+  TrustUpdate,
+  WatchTrustRequest,
+} from '../../proto/index.js';
+import {
+  AuthorityError,
+  type CertificateAuthority,
+  type Proof,
+  type SignedChain,
+  type TrustState,
+} from '../authority.js';
+import { unaryHandler, type HandlerContext } from './handlers.js';
+import { verifiedPeerCertificate } from './peer.js';
+
+/**
+ * The Workload service: Sign for any caller with a proof of identity, and the
+ * WatchTrust stream that pushes every new trust state to every agent at once.
+ */
+export function workloadService(
+  authority: CertificateAuthority,
+  ctx: HandlerContext,
+): UntypedServiceImplementation {
+  return {
+    Sign: unaryHandler<SignRequest, SignResponse>(ctx, 'Sign', 'csr.rejected', async (call) => {
+      const started = process.hrtime.bigint();
+      const proof = proofOf(call.request, call);
+      try {
+        const signed = await authority.signForWorkload({
+          csrPem: call.request.csrPem,
+          ttlSeconds: call.request.ttlSeconds,
+          proof,
+        });
+        ctx.metrics.signings.inc({ result: 'issued', via: proof.kind });
+        ctx.metrics.signingSeconds.observe(
+          { via: proof.kind },
+          Number(process.hrtime.bigint() - started) / 1e9,
+        );
+        return signResponse(signed);
+      } catch (err) {
+        ctx.metrics.signings.inc({ result: 'rejected', via: proof.kind });
+        throw err;
+      }
+    }),
+
+    WatchTrust: (call: ServerWritableStream<WatchTrustRequest, TrustUpdate>) => {
+      const send = (state: TrustState) => {
+        if (!call.writable) return;
+        call.write(trustUpdate(state));
+      };
+      const unsubscribe = authority.subscribe(send);
+      ctx.metrics.watchStreams.inc();
+      ctx.log.debug({ peer: call.getPeer() }, 'trust watch opened');
+      let closed = false;
+      const close = () => {
+        if (closed) return;
+        closed = true;
+        unsubscribe();
+        ctx.metrics.watchStreams.dec();
+        ctx.log.debug({ peer: call.getPeer() }, 'trust watch closed');
+      };
+      call.on('cancelled', close);
+      call.on('close', close);
+      call.on('error', close);
+      send(authority.trust);
+    },
+  };
+}
+
+/** Builds the wire form of a signed chain; shared with the admin Issue call. */
+export function signResponse(signed: SignedChain): SignResponse {
+  return {
+    spiffeId: signed.spiffeId,
+    serial: signed.serialHex,
+    certChainPem: signed.chainPem,
+    trustBundlePem: signed.trustBundlePem,
+    notBeforeUnixMs: signed.notBefore.getTime(),
+    notAfterUnixMs: signed.notAfter.getTime(),
+    trustVersion: signed.trustVersion,
+  };
+}
+
+/** Builds the wire form of a trust state. */
+export function trustUpdate(state: TrustState): TrustUpdate {
+  return {
+    version: state.version,
+    trustBundlePem: state.trustBundlePem,
+    revokedSerials: state.revokedSerials,
+    revokedIds: state.revokedIds,
+    publishedUnixMs: state.publishedAt.getTime(),
+  };
+}
+
+function proofOf(request: SignRequest, call: Parameters<typeof verifiedPeerCertificate>[0]): Proof {
+  switch (request.proof) {
+    case 'serviceAccountToken':
+      return { kind: 'sa-token', token: request.serviceAccountToken ?? '' };
+    case 'joinToken':
+      return { kind: 'join-token', token: request.joinToken ?? '' };
+    case 'renewal':
+      return { kind: 'renewal', peer: verifiedPeerCertificate(call) };
+    default:
+      throw new AuthorityError(
+        'PROOF_MISSING',
+        'Sign needs a proof: a service-account token, a join token, or renewal with the current certificate',
+      );
+  }
+}
