@@ -17,7 +17,7 @@ import {
   type ParsedCsr,
 } from './x509/index.js';
 
-/** Shortest certificate lifetime the CA hands out, whatever is asked. */
+/** Shortest certificate lifetime the CA hands out by default, whatever is asked. */
 export const MIN_TTL_SECONDS = 60;
 
 /** How the CA decides lifetimes. */
@@ -25,6 +25,8 @@ export interface AuthorityOptions {
   trustDomain: string;
   defaultTtlSeconds: number;
   maxTtlSeconds: number;
+  /** Shortest lifetime handed out; MIN_TTL_SECONDS unless set (tests of rotation lower it). */
+  minTtlSeconds?: number;
 }
 
 /** A caller's proof of which identity it may have signed. */
@@ -427,13 +429,14 @@ export class CertificateAuthority {
         `requested lifetime must be >= 0 seconds, got ${requested}`,
       );
     }
+    const minSeconds = this.options.minTtlSeconds ?? MIN_TTL_SECONDS;
     const asked = requested === 0 ? this.options.defaultTtlSeconds : requested;
-    const clamped = Math.min(Math.max(asked, MIN_TTL_SECONDS), this.options.maxTtlSeconds);
+    const clamped = Math.min(Math.max(asked, minSeconds), this.options.maxTtlSeconds);
     // A leaf must not outlive the intermediate that signs it.
     const untilIssuerExpiry = Math.floor(
       (notAfterOf(this.issuer).getTime() - this.now().getTime()) / 1000,
     );
-    return Math.max(MIN_TTL_SECONDS, Math.min(clamped, untilIssuerExpiry));
+    return Math.max(minSeconds, Math.min(clamped, untilIssuerExpiry));
   }
 
   /** Resolves a proof to the identity it entitles; `commit` spends a single-use proof. */

@@ -48,6 +48,8 @@ export interface CaServeConfig {
   metricsListen: HostPort | undefined;
   defaultTtlSeconds: number;
   maxTtlSeconds: number;
+  /** Shortest certificate lifetime handed out (default 60 s). */
+  minTtlSeconds?: number;
   saJwks: string | undefined;
   saIssuer: string | undefined;
   passphrase: PassphraseSource;
@@ -98,6 +100,7 @@ export async function startCa(
       trustDomain,
       defaultTtlSeconds: config.defaultTtlSeconds,
       maxTtlSeconds: config.maxTtlSeconds,
+      ...(config.minTtlSeconds ? { minTtlSeconds: config.minTtlSeconds } : {}),
     },
     store,
     intermediate: loaded.intermediate,

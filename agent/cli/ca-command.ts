@@ -106,6 +106,7 @@ export function registerCaCommands(program: Command, deps: CaCommandDeps): void 
     )
     .option('--default-ttl <duration>', 'certificate lifetime when none is asked (default 1h)')
     .option('--max-ttl <duration>', 'longest certificate lifetime (default 24h)')
+    .option('--min-ttl <duration>', 'shortest certificate lifetime (default 1m, at least 5s)')
     .option('--sa-jwks <file|url>', 'JWKS of the Kubernetes service-account issuer')
     .option('--sa-issuer <iss>', 'issuer (iss) of Kubernetes service-account tokens')
     .option(

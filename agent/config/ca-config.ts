@@ -19,6 +19,7 @@ export interface CaServeFlags {
   metricsListen?: string;
   defaultTtl?: string;
   maxTtl?: string;
+  minTtl?: string;
   saJwks?: string;
   saIssuer?: string;
   passphraseFile?: string;
@@ -93,6 +94,11 @@ export function loadCaServeConfig(
     pick('defaultTtl', flags.defaultTtl) ?? DEFAULT_TTL,
   );
   const maxTtlSeconds = ttl('--max-ttl', pick('maxTtl', flags.maxTtl) ?? DEFAULT_MAX_TTL);
+  const minTtlSeconds = problems.check('--min-ttl', pick('minTtl', flags.minTtl) ?? '1m', (v) => {
+    const seconds = parseDurationSeconds(v);
+    if (seconds < 5) throw new Error('must be at least 5s');
+    return seconds;
+  });
   if (defaultTtlSeconds && maxTtlSeconds && defaultTtlSeconds > maxTtlSeconds) {
     problems.add('--default-ttl', String(defaultTtlSeconds), 'exceeds --max-ttl');
   }
@@ -112,6 +118,7 @@ export function loadCaServeConfig(
     metricsListen,
     defaultTtlSeconds: defaultTtlSeconds as number,
     maxTtlSeconds: maxTtlSeconds as number,
+    minTtlSeconds: minTtlSeconds as number,
     saJwks,
     saIssuer,
     passphrase: common.passphrase,

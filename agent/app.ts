@@ -1,0 +1,240 @@
+// Composition root of the sidecar: builds every module from the config and
+// owns the start and stop order. Start: admin endpoints, identity (first
+// certificate and trust bundle), then the inbound and outbound listeners.
+// Stop: stop accepting, drain live connections up to the grace period, then
+// close what is left and stop the identity.
+import type { Registry } from 'prom-client';
+import type { Logger } from '../certs/log.js';
+import { AdminServer } from './admin/index.js';
+import type { AgentConfig } from './config/agent-config.js';
+import { IdentityManager, type TrustSnapshot, type WorkloadCredential } from './identity/index.js';
+import { InboundProxy } from './inbound/index.js';
+import { createAgentMetrics } from './metrics.js';
+import { ExplicitUpstreams, PeerDialer } from './outbound/index.js';
+import { buildWorkloadPolicy, decide, PolicyWatcher, type WorkloadPolicy } from './policy/index.js';
+import { LiveConnections, TlsContextHolder, verifyChain } from './tls/index.js';
+
+/** How often the drain checks whether connections are gone, in milliseconds. */
+const DRAIN_POLL_MS = 50;
+
+/** A running agent. */
+export interface RunningAgent {
+  /** Resolves once the first certificate and trust bundle are loaded and listeners are up. */
+  ready: Promise<void>;
+  adminAddress: string;
+  /** Bound inbound address (after ready). */
+  inboundAddress(): string | undefined;
+  /** Bound explicit upstream addresses, in config order (after ready). */
+  upstreamAddresses(): string[];
+  identity: IdentityManager;
+  live: LiveConnections;
+  /** Current workload policy. */
+  policy(): WorkloadPolicy;
+  /** Resolves when a shutdown was asked for over the admin port. */
+  shutdownRequested: Promise<void>;
+  /** Stops accepting, drains for up to `graceMs` (default from config), closes the rest. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Starts the agent; throws for bad config or ports that cannot be bound. */
+export async function startAgent(
+  config: AgentConfig,
+  deps: { log: Logger; registry: Registry },
+): Promise<RunningAgent> {
+  const { log, registry } = deps;
+  const metrics = createAgentMetrics(registry);
+  const trustDomain = config.identity.trustDomain;
+  const live = new LiveConnections();
+  const tlsHolder = new TlsContextHolder();
+
+  let policy: WorkloadPolicy;
+  let watcher: PolicyWatcher | undefined;
+  const applyPolicy = (next: WorkloadPolicy) => {
+    policy = next;
+    const closed = live.closeWhere((conn) =>
+      conn.direction === 'inbound' && !decide(next, conn.peerId, trustDomain).allowed
+        ? 'policy-denied'
+        : undefined,
+    );
+    log.info(
+      { event: 'policy.applied', source: next.source, version: next.version, closed },
+      'policy applied',
+    );
+  };
+  if (config.policy.file) {
+    watcher = new PolicyWatcher({
+      path: config.policy.file,
+      trustDomain,
+      log: log.child({ component: 'policy' }),
+      onChange: (next) => applyPolicy(next),
+    });
+    policy = watcher.start();
+  } else {
+    policy = buildWorkloadPolicy(
+      {
+        ...(config.policy.allow ? { allow: [...config.policy.allow] } : {}),
+        mode: config.policy.mode,
+        dryRun: config.policy.dryRun,
+        source: 'flags',
+      },
+      trustDomain,
+    );
+  }
+
+  const identity = new IdentityManager({
+    caAddr: config.ca.addr,
+    caBundlePem: config.ca.bundlePem,
+    trustDomain,
+    proof: config.identity.proof,
+    ...(config.identity.spiffeId ? { spiffeId: config.identity.spiffeId } : {}),
+    ...(config.identity.certTtlSeconds ? { certTtlSeconds: config.identity.certTtlSeconds } : {}),
+    keyType: config.identity.keyType,
+    log: log.child({ component: 'identity' }),
+    metrics: {
+      rotations: (result) => metrics.rotations.inc({ result }),
+      certExpiry: (notAfter) => metrics.certExpirySeconds.set(notAfter.getTime() / 1000),
+      trustVersion: (version) => metrics.trustVersion.set(version),
+    },
+  });
+
+  const trustFacts = () => identity.trust;
+  const dialer = new PeerDialer({ tls: tlsHolder, trust: trustFacts, trustDomain });
+  const refreshTls = (
+    credential: WorkloadCredential | undefined,
+    trust: TrustSnapshot | undefined,
+  ) => {
+    if (!credential || !trust) return;
+    tlsHolder.update({
+      keyPem: credential.keyPem,
+      certChainPem: credential.certChainPem,
+      trustBundlePem: trust.bundlePem,
+    });
+  };
+  identity.onCredential((credential) => refreshTls(credential, identity.trust));
+  identity.onTrust((trust, previous) => {
+    const bundleChanged = previous?.trustStore !== trust.trustStore;
+    refreshTls(identity.credential, trust);
+    if (bundleChanged) dialer.forgetSessions();
+    live.closeWhere((conn) => {
+      if (
+        trust.revokedIds.has(conn.peerId) ||
+        conn.chainSerials.some((s) => trust.revokedSerials.has(s))
+      ) {
+        return 'peer-revoked';
+      }
+      if (!bundleChanged) return undefined;
+      const verdict = verifyChain([...conn.chainDer], trust, { trustDomain, now: new Date() });
+      return verdict.ok ? undefined : 'peer-untrusted';
+    });
+  });
+
+  const inbound = new InboundProxy(
+    {
+      listen: config.inbound.listen,
+      appAddr: config.inbound.appAddr,
+      mode: () => policy.mode,
+      handshakeTimeoutMs: config.inbound.handshakeTimeoutMs,
+      maxConnections: config.inbound.maxConnections,
+      trustDomain,
+    },
+    {
+      tls: tlsHolder,
+      trust: trustFacts,
+      admit: (peerId) => decide(policy, peerId, trustDomain),
+      live,
+      log: log.child({ component: 'inbound' }),
+      metrics,
+    },
+  );
+  const upstreams = new ExplicitUpstreams(config.upstreams, {
+    dialer,
+    live,
+    log: log.child({ component: 'outbound' }),
+    metrics,
+  });
+
+  let listening = false;
+  let inboundAddress: string | undefined;
+  let upstreamAddresses: string[] = [];
+  let requestShutdown: () => void = () => undefined;
+  const shutdownRequested = new Promise<void>((resolve) => (requestShutdown = resolve));
+
+  const admin = new AdminServer({
+    registry,
+    isReady: () => listening && identity.isReady(),
+    identity: () => {
+      const c = identity.credential;
+      if (!c) return undefined;
+      return {
+        spiffeId: c.spiffeId,
+        serial: c.serialHex,
+        notBefore: c.notBefore.toISOString(),
+        notAfter: c.notAfter.toISOString(),
+        trustDomain,
+        trustVersion: identity.trust?.version ?? 0,
+      };
+    },
+    policy: () => ({
+      source: policy.source,
+      version: policy.version,
+      mode: policy.mode,
+      dryRun: policy.dryRun,
+      allow: policy.allow ? policy.allow.map((p) => p.text) : null,
+    }),
+    why: (peerId) => ({
+      peer: peerId,
+      policyVersion: policy.version,
+      ...decide(policy, peerId, trustDomain),
+    }),
+    shutdown: () => requestShutdown(),
+  });
+  const adminAddress = await admin.start(config.admin.listen);
+
+  identity.start();
+  const ready = identity.ready().then(async () => {
+    refreshTls(identity.credential, identity.trust);
+    inboundAddress = await inbound.start();
+    upstreamAddresses = await upstreams.start();
+    listening = true;
+    log.info(
+      {
+        event: 'agent.ready',
+        peer_id: identity.credential?.spiffeId,
+        inbound_address: inboundAddress,
+        upstreams: upstreamAddresses,
+        admin_address: adminAddress,
+        mode: policy.mode,
+      },
+      'agent ready',
+    );
+  });
+  // Start-up failures surface through `ready`; keep them from being unhandled here.
+  ready.catch(() => undefined);
+
+  return {
+    ready,
+    adminAddress,
+    inboundAddress: () => inboundAddress,
+    upstreamAddresses: () => upstreamAddresses,
+    identity,
+    live,
+    policy: () => policy,
+    shutdownRequested,
+    stop: async (graceMs = config.drainTimeoutMs) => {
+      listening = false;
+      watcher?.stop();
+      if (inboundAddress) await inbound.stopAccepting();
+      await upstreams.stopAccepting();
+      const deadline = Date.now() + graceMs;
+      while (inbound.openConnections + upstreams.openConnections > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+      }
+      const dropped = inbound.openConnections + upstreams.openConnections;
+      inbound.destroyAll();
+      upstreams.destroyAll();
+      await identity.stop();
+      await admin.stop();
+      log.info({ event: 'agent.stopped', dropped_connections: dropped }, 'agent stopped');
+    },
+  };
+}

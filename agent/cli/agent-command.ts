@@ -1,0 +1,101 @@
+import { Command, Option } from 'commander';
+import { Registry } from 'prom-client';
+import { createLogger } from '../../certs/log.js';
+import { KEY_TYPES } from '../../certs/x509/index.js';
+import { startAgent } from '../app.js';
+import { loadAgentConfig, type AgentFlags } from '../config/agent-config.js';
+import type { CliDeps } from './program.js';
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** Registers `palisade agent` on the program. */
+export function registerAgentCommand(program: Command, deps: CliDeps): void {
+  program
+    .command('agent')
+    .description(
+      'run the sidecar: mutual TLS inbound to --app-addr, explicit upstreams outbound, allow lists, live revocation',
+    )
+    .option('--ca-addr <host:port>', 'CA gRPC address (PALISADE_CA_ADDR, default 127.0.0.1:15112)')
+    .option('--ca-bundle <file>', 'trust bundle PEM used to recognise the CA (PALISADE_CA_BUNDLE)')
+    .option(
+      '--token-file <file>',
+      'projected service-account token, re-read at each use (PALISADE_TOKEN_FILE)',
+    )
+    .option(
+      '--join-token <token>',
+      'one-time join token from `palisade ca token create` (PALISADE_JOIN_TOKEN)',
+    )
+    .option('--id <spiffe-id>', 'identity to request; required with --join-token (PALISADE_ID)')
+    .option(
+      '--trust-domain <td>',
+      'trust domain (PALISADE_TRUST_DOMAIN; default from --id or the bundle)',
+    )
+    .option('--app-addr <host:port>', 'the application, on localhost (PALISADE_APP_ADDR)')
+    .option(
+      '--inbound-listen <host:port>',
+      'mutual-TLS inbound port (PALISADE_INBOUND_LISTEN, default 0.0.0.0:15106)',
+    )
+    .option(
+      '--inbound-handshake-timeout <duration>',
+      'drop connections idle before the handshake ends (default 10s)',
+    )
+    .option('--inbound-max-connections <n>', 'most concurrent inbound connections (default 10000)')
+    .option(
+      '--admin-listen <host:port>',
+      'admin HTTP (PALISADE_ADMIN_LISTEN, default 127.0.0.1:15120)',
+    )
+    .option(
+      '--allow <pattern>',
+      'allowed peer: SPIFFE ID or ns/NS/sa/SA, ns/NS/sa/*, ns/NS/*, * (repeatable; PALISADE_ALLOW comma list)',
+      collect,
+    )
+    .option(
+      '--policy-file <file>',
+      'watched YAML/JSON policy file, instead of --allow (PALISADE_POLICY_FILE)',
+    )
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        'strict: mTLS only; permissive: also plaintext (PALISADE_MODE)',
+      ).choices(['strict', 'permissive']),
+    )
+    .option(
+      '--dry-run-policy',
+      'log and count what the policy would deny, deny nothing (PALISADE_DRY_RUN_POLICY)',
+    )
+    .option(
+      '--upstream <spec>',
+      'LOCALPORT=HOST:PORT[@SPIFFE_ID] (repeatable; PALISADE_UPSTREAMS comma list)',
+      collect,
+    )
+    .option('--cert-ttl <duration>', 'certificate lifetime to ask the CA for (PALISADE_CERT_TTL)')
+    .addOption(
+      new Option('--key-type <type>', 'workload key type (PALISADE_KEY_TYPE)').choices([
+        ...KEY_TYPES,
+      ]),
+    )
+    .option(
+      '--drain-timeout <duration>',
+      'grace period for live connections on SIGTERM (default 15s)',
+    )
+    .option('--log-level <level>', 'log level (PALISADE_LOG_LEVEL)')
+    .addHelpText(
+      'after',
+      '\nLimits: no transparent interception yet (use --upstream); plaintext peers in permissive mode are not identified, so the allow list does not apply to them.',
+    )
+    .action(async (flags: AgentFlags) => {
+      const config = loadAgentConfig(flags, deps.env);
+      const log = createLogger({ component: 'agent', level: config.logLevel });
+      const agent = await startAgent(config, { log, registry: new Registry() });
+      const stopped = Promise.race([deps.untilStopped(), agent.shutdownRequested]);
+      try {
+        await Promise.race([agent.ready, stopped]);
+      } catch (err) {
+        await agent.stop(0);
+        throw err;
+      }
+      await stopped;
+      await agent.stop();
+      log.flush();
+    });
+}

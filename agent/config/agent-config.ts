@@ -1,0 +1,252 @@
+import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { parseDurationSeconds } from '../../certs/duration.js';
+import { parseHostPort, type HostPort } from '../../certs/host-port.js';
+import { LOG_LEVELS, type LogLevel } from '../../certs/log.js';
+import { DEFAULT_TRUST_DOMAIN, parseSpiffeId, parseTrustDomain } from '../../certs/spiffe-id.js';
+import { KEY_TYPES, splitPemChain, type KeyType } from '../../certs/x509/index.js';
+import type { IdentityProof } from '../identity/index.js';
+import type { UpstreamSpec } from '../outbound/index.js';
+import { DEFAULT_CA_ADDR } from './ca-config.js';
+import { ProblemList } from './config-error.js';
+import { ENV_BY_FLAG, type Env } from './env-table.js';
+
+/** Default agent ports (DESIGN.md). */
+export const DEFAULT_INBOUND_LISTEN = '0.0.0.0:15106';
+export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:15120';
+
+/** Flags of `palisade agent` as commander hands them over. */
+export interface AgentFlags {
+  caAddr?: string;
+  caBundle?: string;
+  tokenFile?: string;
+  joinToken?: string;
+  id?: string;
+  trustDomain?: string;
+  appAddr?: string;
+  inboundListen?: string;
+  inboundHandshakeTimeout?: string;
+  inboundMaxConnections?: string;
+  adminListen?: string;
+  allow?: string[];
+  policyFile?: string;
+  mode?: string;
+  dryRunPolicy?: boolean;
+  upstream?: string[];
+  certTtl?: string;
+  keyType?: string;
+  drainTimeout?: string;
+  logLevel?: string;
+}
+
+/** The agent's whole configuration, validated and frozen. */
+export interface AgentConfig {
+  readonly ca: { readonly addr: string; readonly bundlePem: string };
+  readonly identity: {
+    readonly proof: IdentityProof;
+    readonly spiffeId: string | undefined;
+    readonly trustDomain: string;
+    readonly certTtlSeconds: number | undefined;
+    readonly keyType: KeyType;
+  };
+  readonly inbound: {
+    readonly listen: HostPort;
+    readonly appAddr: HostPort;
+    readonly handshakeTimeoutMs: number;
+    readonly maxConnections: number;
+  };
+  readonly policy: {
+    readonly allow: readonly string[] | undefined;
+    readonly file: string | undefined;
+    readonly mode: 'strict' | 'permissive';
+    readonly dryRun: boolean;
+  };
+  readonly upstreams: readonly UpstreamSpec[];
+  readonly admin: { readonly listen: HostPort };
+  readonly drainTimeoutMs: number;
+  readonly logLevel: LogLevel;
+}
+
+/**
+ * Builds the agent config: defaults < env < flags. Every bad flag or
+ * variable is collected into one ConfigError naming each (secrets redacted).
+ */
+export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
+  const problems = new ProblemList();
+  const pick = (key: keyof typeof ENV_BY_FLAG, flag: string | undefined) =>
+    flag ?? env[ENV_BY_FLAG[key]];
+  const pickList = (key: keyof typeof ENV_BY_FLAG, flag: string[] | undefined) =>
+    flag && flag.length > 0 ? flag : splitList(env[ENV_BY_FLAG[key]]);
+
+  const caAddr = pick('caAddr', flags.caAddr) ?? DEFAULT_CA_ADDR;
+  problems.check('--ca-addr', caAddr, (v) => parseHostPort(v));
+  const bundlePath = pick('caBundle', flags.caBundle);
+  let bundlePem = '';
+  if (!bundlePath) problems.add('--ca-bundle', '', 'is required (the trust bundle PEM)');
+  else {
+    bundlePem =
+      problems.check('--ca-bundle', bundlePath, (path) => {
+        const text = readFileSync(path, 'utf8');
+        if (splitPemChain(text).length === 0) throw new Error('holds no PEM certificate');
+        return text;
+      }) ?? '';
+  }
+
+  const tokenFile = pick('tokenFile', flags.tokenFile);
+  const joinToken = pick('joinToken', flags.joinToken);
+  let proof: IdentityProof | undefined;
+  if (tokenFile && joinToken)
+    problems.add('--join-token', '[redacted]', 'give --token-file or --join-token, not both');
+  else if (tokenFile) proof = { kind: 'token-file', path: tokenFile };
+  else if (joinToken) proof = { kind: 'join-token', token: joinToken };
+  else problems.add('--token-file', '', 'one of --token-file or --join-token is required');
+
+  const idText = pick('id', flags.id);
+  const spiffeId = problems.check('--id', idText, (v) => parseSpiffeId(v).uri);
+  if (proof?.kind === 'join-token' && !idText)
+    problems.add('--id', '', 'is required with --join-token');
+  const tdText = pick('trustDomain', flags.trustDomain);
+  const trustDomain =
+    problems.check('--trust-domain', tdText, parseTrustDomain) ??
+    (spiffeId ? parseSpiffeId(spiffeId).trustDomain : undefined) ??
+    trustDomainOfBundle(bundlePem) ??
+    DEFAULT_TRUST_DOMAIN;
+  if (spiffeId && parseSpiffeId(spiffeId).trustDomain !== trustDomain) {
+    problems.add('--id', spiffeId, `is outside trust domain ${trustDomain}`);
+  }
+
+  const appText = pick('appAddr', flags.appAddr);
+  if (!appText) problems.add('--app-addr', '', 'is required (where the application listens)');
+  const appAddr = problems.check('--app-addr', appText, (v) => parseHostPort(v));
+  const inboundListen = problems.check(
+    '--inbound-listen',
+    pick('inboundListen', flags.inboundListen) ?? DEFAULT_INBOUND_LISTEN,
+    (v) => parseHostPort(v, '0.0.0.0'),
+  );
+  const adminListen = problems.check(
+    '--admin-listen',
+    pick('adminListen', flags.adminListen) ?? DEFAULT_ADMIN_LISTEN,
+    (v) => parseHostPort(v),
+  );
+  const handshakeTimeoutMs = problems.check(
+    '--inbound-handshake-timeout',
+    pick('inboundHandshakeTimeout', flags.inboundHandshakeTimeout) ?? '10s',
+    (v) => positive(parseDurationSeconds(v)) * 1000,
+  );
+  const maxConnections = problems.check(
+    '--inbound-max-connections',
+    pick('inboundMaxConnections', flags.inboundMaxConnections) ?? '10000',
+    (v) => positive(integer(v)),
+  );
+  const drainTimeoutMs = problems.check(
+    '--drain-timeout',
+    pick('drainTimeout', flags.drainTimeout) ?? '15s',
+    (v) => parseDurationSeconds(v) * 1000,
+  );
+  const certTtlText = pick('certTtl', flags.certTtl);
+  const certTtlSeconds = problems.check('--cert-ttl', certTtlText, (v) =>
+    positive(parseDurationSeconds(v)),
+  );
+
+  const keyType = pick('keyType', flags.keyType) ?? 'ecdsa-p256';
+  if (!(KEY_TYPES as readonly string[]).includes(keyType))
+    problems.add('--key-type', keyType, `must be one of ${KEY_TYPES.join(', ')}`);
+  const mode = pick('mode', flags.mode) ?? 'strict';
+  if (mode !== 'strict' && mode !== 'permissive')
+    problems.add('--mode', mode, 'must be strict or permissive');
+  const dryRun = flags.dryRunPolicy ?? isTrue(env[ENV_BY_FLAG.dryRunPolicy]);
+  const allow = pickList('allow', flags.allow);
+  const policyFile = pick('policyFile', flags.policyFile);
+  if (allow.length > 0 && policyFile)
+    problems.add('--policy-file', policyFile, 'give --allow or --policy-file, not both');
+
+  const upstreams: UpstreamSpec[] = [];
+  for (const spec of pickList('upstream', flags.upstream)) {
+    const parsed = problems.check('--upstream', spec, parseUpstream);
+    if (parsed) upstreams.push(parsed);
+  }
+  const logLevel = pick('logLevel', flags.logLevel) ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
+    problems.add('--log-level', logLevel, `must be one of ${LOG_LEVELS.join(', ')}`);
+  problems.throwIfAny();
+
+  return deepFreeze({
+    ca: { addr: caAddr, bundlePem },
+    identity: {
+      proof: proof as IdentityProof,
+      spiffeId,
+      trustDomain,
+      certTtlSeconds,
+      keyType: keyType as KeyType,
+    },
+    inbound: {
+      listen: inboundListen as HostPort,
+      appAddr: appAddr as HostPort,
+      handshakeTimeoutMs: handshakeTimeoutMs as number,
+      maxConnections: maxConnections as number,
+    },
+    policy: {
+      allow: allow.length > 0 ? allow : undefined,
+      file: policyFile,
+      mode: mode as 'strict' | 'permissive',
+      dryRun,
+    },
+    upstreams,
+    admin: { listen: adminListen as HostPort },
+    drainTimeoutMs: drainTimeoutMs as number,
+    logLevel: logLevel as LogLevel,
+  });
+}
+
+/** Parses `LOCALPORT=HOST:PORT[@SPIFFE_ID]`. */
+export function parseUpstream(text: string): UpstreamSpec {
+  const match = /^(\d{1,5})=([^@]+?)(?:@(spiffe:\/\/.+))?$/.exec(text.trim());
+  if (!match) throw new Error('expected LOCALPORT=HOST:PORT[@SPIFFE_ID]');
+  const localPort = Number(match[1]);
+  if (localPort > 65535) throw new Error(`local port ${localPort} is out of range`);
+  const target = parseHostPort(match[2] as string);
+  return {
+    localPort,
+    host: target.host,
+    port: target.port,
+    expectedId: match[3] ? parseSpiffeId(match[3]).uri : undefined,
+  };
+}
+
+/** The trust domain named by the first root's `spiffe://<td>` URI SAN, if any. */
+function trustDomainOfBundle(bundlePem: string): string | undefined {
+  const first = splitPemChain(bundlePem)[0];
+  if (!first) return undefined;
+  const san = new X509Certificate(first).subjectAltName ?? '';
+  const match = /URI:spiffe:\/\/([a-z0-9._-]+)\/?(?:,|$)/.exec(san);
+  return match?.[1];
+}
+
+function splitList(text: string | undefined): string[] {
+  return (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function isTrue(text: string | undefined): boolean {
+  return text === 'true' || text === '1' || text === 'yes';
+}
+
+function integer(text: string): number {
+  if (!/^\d+$/.test(text)) throw new Error('must be a whole number');
+  return Number(text);
+}
+
+function positive(n: number): number {
+  if (!(n > 0)) throw new Error('must be greater than zero');
+  return n;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

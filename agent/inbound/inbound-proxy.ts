@@ -1,0 +1,320 @@
+import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import {
+  createServer as createTlsServer,
+  type Server as TlsServer,
+  type TLSSocket,
+} from 'node:tls';
+import { formatHostPort, type HostPort } from '../../certs/host-port.js';
+import type { Logger } from '../../certs/log.js';
+import type { Direction, AgentMetrics } from '../metrics.js';
+import { splice } from '../net/index.js';
+import type { Decision, Mode } from '../policy/index.js';
+import {
+  ChainCache,
+  closeEvent,
+  verifyPeer,
+  type LiveConnections,
+  type TlsContextHolder,
+  type TrustFacts,
+} from '../tls/index.js';
+
+const DIRECTION: Direction = 'inbound';
+
+/** First byte of a TLS handshake record (RFC 8446 5.1, ContentType handshake). */
+const TLS_HANDSHAKE_BYTE = 0x16;
+
+/** Settings of the inbound listener. */
+export interface InboundOptions {
+  listen: HostPort;
+  /** Where the application listens, on localhost. */
+  appAddr: HostPort;
+  mode: () => Mode;
+  /** How long a connection may stay silent or mid-handshake before it is dropped. */
+  handshakeTimeoutMs: number;
+  /** Most connections open at once; more are refused at accept. */
+  maxConnections: number;
+  trustDomain: string;
+}
+
+/** What the inbound proxy is given by the composition root. */
+export interface InboundDeps {
+  tls: TlsContextHolder;
+  trust: () => TrustFacts | undefined;
+  admit: (peerId: string) => Decision;
+  live: LiveConnections;
+  log: Logger;
+  metrics: AgentMetrics;
+}
+
+/**
+ * The inbound side of the sidecar: accepts peers on the inbound port, tells
+ * TLS from plaintext by the first byte, completes a TLS 1.3 handshake that
+ * requests a client certificate, verifies the peer and asks the policy, then
+ * splices the connection to the application on localhost. Every refusal is
+ * logged with its reason and counted; nothing is refused silently.
+ */
+export class InboundProxy {
+  private readonly server: Server;
+  private tlsServer: TlsServer | undefined;
+  private readonly chains = new ChainCache();
+  private readonly sockets = new Set<Socket>();
+  private unsubscribe: (() => void) | undefined;
+  private boundPort = 0;
+
+  constructor(
+    private readonly options: InboundOptions,
+    private readonly deps: InboundDeps,
+  ) {
+    this.server = createNetServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
+      this.onConnection(socket),
+    );
+  }
+
+  /** Starts listening (the TLS material must be loaded); resolves with the bound address. */
+  async start(): Promise<string> {
+    const tlsServer = createTlsServer({
+      ...this.deps.tls.serverOptions(),
+      requestCert: true,
+      // Verified by verifyPeer, so every refusal is logged with its reason.
+      rejectUnauthorized: false,
+      handshakeTimeout: this.options.handshakeTimeoutMs,
+      allowHalfOpen: true,
+    });
+    tlsServer.on('secureConnection', (socket) => this.onSecure(socket));
+    tlsServer.on('tlsClientError', (err, socket) => {
+      this.reject(socket, handshakeReason(err), err.message);
+    });
+    this.tlsServer = tlsServer;
+    this.unsubscribe = this.deps.tls.onUpdate((options) => tlsServer.setSecureContext(options));
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.listen.port, this.options.listen.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.boundPort = (this.server.address() as AddressInfo).port;
+    return formatHostPort({ host: this.options.listen.host, port: this.boundPort });
+  }
+
+  /** The bound port (after start). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Stops accepting; live connections go on. */
+  stopAccepting(): Promise<void> {
+    this.unsubscribe?.();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Destroys every connection still open. */
+  destroyAll(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  /** How many raw connections are open (handshaking or proxied). */
+  get openConnections(): number {
+    return this.sockets.size;
+  }
+
+  private onConnection(socket: Socket): void {
+    if (this.sockets.size >= this.options.maxConnections) {
+      this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'overloaded' });
+      this.deps.log.warn(
+        { direction: DIRECTION, reason: 'overloaded', limit: this.options.maxConnections },
+        'connection refused',
+      );
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    acceptedAt.set(socket, performance.now());
+    socket.setTimeout(this.options.handshakeTimeoutMs, () =>
+      this.reject(socket, 'timeout', 'no handshake before the timeout'),
+    );
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      socket.unshift(first);
+      if (first[0] === TLS_HANDSHAKE_BYTE) {
+        this.tlsServer?.emit('connection', socket);
+      } else if (this.options.mode() === 'permissive') {
+        this.acceptPlaintext(socket);
+      } else {
+        this.reject(socket, 'plaintext', 'strict mode accepts only mutual TLS');
+      }
+    });
+    socket.resume();
+  }
+
+  private onSecure(socket: TLSSocket): void {
+    const raw = (socket as unknown as { _parent?: Socket })._parent;
+    raw?.setTimeout(0);
+    const started = raw ? acceptedAt.get(raw) : undefined;
+    if (started !== undefined) {
+      this.deps.metrics.handshakeSeconds.observe(
+        { direction: DIRECTION },
+        (performance.now() - started) / 1000,
+      );
+    }
+    const trust = this.deps.trust();
+    if (!trust) {
+      this.reject(socket, 'not-ready', 'no trust bundle loaded yet');
+      return;
+    }
+    const verdict = verifyPeer(socket, trust, {
+      trustDomain: this.options.trustDomain,
+      now: new Date(),
+      chains: this.chains,
+    });
+    if (!verdict.ok) {
+      this.reject(socket, verdict.reason, verdict.detail, verdict.spiffeId);
+      return;
+    }
+    const decision = this.deps.admit(verdict.spiffeId);
+    if (decision.wouldDeny) {
+      this.deps.metrics.policyDenials.inc({
+        peer_id: verdict.spiffeId,
+        reason: decision.reason,
+        dry_run: String(decision.dryRun),
+      });
+      this.deps.log.warn(
+        {
+          event: decision.dryRun ? 'policy.dry_run_denied' : 'policy.denied',
+          direction: DIRECTION,
+          peer_id: verdict.spiffeId,
+          reason: decision.reason,
+          explanation: decision.explanation,
+        },
+        decision.dryRun ? 'peer would be denied by policy' : 'peer denied by policy',
+      );
+    }
+    if (!decision.allowed) {
+      this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'denied' });
+      socket.destroy();
+      return;
+    }
+    const connId = this.deps.live.allocateId();
+    const app = this.dialApp();
+    const remove = this.deps.live.add({
+      id: connId,
+      direction: DIRECTION,
+      peerId: verdict.spiffeId,
+      serialHex: verdict.serialHex,
+      chainSerials: verdict.chainSerials,
+      chainDer: verdict.chainDer,
+      notAfter: verdict.notAfter,
+      close: (reason) => {
+        this.deps.metrics.revokedDisconnects.inc({ reason });
+        this.deps.log.warn(
+          {
+            event: closeEvent(reason),
+            direction: DIRECTION,
+            conn_id: connId,
+            peer_id: verdict.spiffeId,
+            serial: verdict.serialHex,
+            reason,
+          },
+          'live connection closed',
+        );
+        socket.destroy();
+        app.destroy();
+      },
+    });
+    this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
+    this.proxy(app, socket, connId, verdict.spiffeId, remove);
+  }
+
+  private acceptPlaintext(socket: Socket): void {
+    socket.setTimeout(0);
+    const connId = this.deps.live.allocateId();
+    this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'plaintext' });
+    this.deps.log.info(
+      { direction: DIRECTION, conn_id: connId, peer_id: 'plaintext', mode: 'permissive' },
+      'plaintext connection accepted',
+    );
+    this.proxy(this.dialApp(), socket, connId, 'plaintext', () => undefined);
+  }
+
+  private proxy(
+    app: Socket,
+    peer: Socket,
+    connId: number,
+    peerId: string,
+    remove: () => void,
+  ): void {
+    const started = Date.now();
+    this.deps.metrics.activeConnections.inc({ direction: DIRECTION });
+    app.once('error', (err) =>
+      this.deps.log.error(
+        {
+          direction: DIRECTION,
+          conn_id: connId,
+          peer_id: peerId,
+          err_code: 'APP_UNREACHABLE',
+          reason: err.message,
+        },
+        'application connection failed',
+      ),
+    );
+    splice(app, peer, (result) => {
+      remove();
+      this.deps.metrics.activeConnections.dec({ direction: DIRECTION });
+      this.deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'from_peer' }, result.bytesToApp);
+      this.deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'to_peer' }, result.bytesFromApp);
+      this.deps.log.debug(
+        {
+          direction: DIRECTION,
+          conn_id: connId,
+          peer_id: peerId,
+          bytes_in: result.bytesToApp,
+          bytes_out: result.bytesFromApp,
+          duration_ms: Date.now() - started,
+        },
+        'connection closed',
+      );
+    });
+  }
+
+  private dialApp(): Socket {
+    const app = connect({
+      host: this.options.appAddr.host,
+      port: this.options.appAddr.port,
+      allowHalfOpen: true,
+      noDelay: true,
+    });
+    app.pause();
+    return app;
+  }
+
+  private reject(socket: Socket, reason: string, detail: string, peerId?: string): void {
+    this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'rejected' });
+    this.deps.metrics.peerRejections.inc({ direction: DIRECTION, reason });
+    this.deps.log.warn(
+      {
+        event: 'peer.rejected',
+        direction: DIRECTION,
+        reason,
+        detail,
+        ...(peerId ? { peer_id: peerId } : {}),
+        remote: socket.remoteAddress,
+      },
+      'peer rejected',
+    );
+    socket.destroy();
+  }
+}
+
+const acceptedAt = new WeakMap<Socket, number>();
+
+/** Names a handshake failure by what the peer did wrong. */
+function handshakeReason(err: Error & { code?: string }): string {
+  const text = `${err.code ?? ''} ${err.message}`.toLowerCase();
+  if (text.includes('timed out') || text.includes('timeout')) return 'timeout';
+  if (text.includes('protocol') || text.includes('version')) return 'tls-version';
+  if (text.includes('wrong_version_number') || text.includes('http_request')) return 'plaintext';
+  return 'handshake-failed';
+}

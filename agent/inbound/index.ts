@@ -1,0 +1,3 @@
+// The inbound proxy: peers reach the application only through here, after
+// mutual TLS, verification and policy. It must not import outbound/.
+export { InboundProxy, type InboundDeps, type InboundOptions } from './inbound-proxy.js';

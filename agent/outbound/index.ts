@@ -1,0 +1,11 @@
+// The outbound proxy: the application's connections leave the pod only over
+// mutual TLS to a verified peer. One dial path serves explicit upstreams and
+// (later) transparent interception. It must not import inbound/.
+export {
+  PeerDialer,
+  PeerRejectedError,
+  DEFAULT_DIAL_TIMEOUT_MS,
+  type DialedPeer,
+  type DialContext,
+} from './dialer.js';
+export { ExplicitUpstreams, type UpstreamDeps, type UpstreamSpec } from './upstreams.js';

@@ -1,0 +1,65 @@
+import { parseDocument } from 'yaml';
+
+import { invalidPolicy } from './policy-error.js';
+import { checkWorkloadPolicy, type WorkloadPolicy } from './workload-policy.js';
+
+/** Largest policy file accepted, in bytes. */
+export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
+
+// `http` belongs to the HTTP request rules still to come; it is carried, not read.
+const KNOWN_KEYS = new Set(['allow', 'mode', 'dryRun', 'http']);
+
+/** A parsed policy file: the workload policy and the raw `http` section, if any. */
+export interface PolicyDocument {
+  readonly policy: WorkloadPolicy;
+  /** The `http` value exactly as written (undefined when absent), for the HTTP rules. */
+  readonly http: unknown;
+}
+
+/**
+ * Parses a policy file's text, YAML or JSON (JSON is YAML), into a workload
+ * policy. The document must be a mapping of `allow`, `mode`, `dryRun` and
+ * `http`; an empty document is refused rather than read as "no allow list",
+ * so a file caught half-written never widens access. Throws PolicyError
+ * POLICY_INVALID naming every problem, `source` included.
+ */
+export function parsePolicyDocument(
+  text: string,
+  source: string,
+  trustDomain: string,
+): PolicyDocument {
+  if (Buffer.byteLength(text, 'utf8') > MAX_POLICY_FILE_BYTES) {
+    throw invalidPolicy(source, [`file is larger than ${MAX_POLICY_FILE_BYTES} bytes`]);
+  }
+
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) {
+    throw invalidPolicy(
+      source,
+      doc.errors.map((e) => `not valid YAML or JSON: ${firstLine(e.message)}`),
+    );
+  }
+  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  if (value === null || value === undefined) {
+    throw invalidPolicy(source, ['document is empty (write {} for the mesh default)']);
+  }
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw invalidPolicy(source, ['document must be a mapping of allow, mode, dryRun and http']);
+  }
+
+  const fields = value as Record<string, unknown>;
+  const problems = Object.keys(fields)
+    .filter((key) => !KNOWN_KEYS.has(key))
+    .map((key) => `${key}: unknown key (known: ${[...KNOWN_KEYS].join(', ')})`);
+  const result = checkWorkloadPolicy(
+    { allow: fields['allow'], mode: fields['mode'], dryRun: fields['dryRun'], source },
+    trustDomain,
+  );
+  if (!result.ok) problems.push(...result.problems);
+  if (problems.length > 0 || !result.ok) throw invalidPolicy(source, problems);
+  return Object.freeze({ policy: result.policy, http: fields['http'] });
+}
+
+function firstLine(message: string): string {
+  return message.split('\n', 1)[0] ?? message;
+}

@@ -1,0 +1,157 @@
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import { parseSpiffeId } from '../../certs/spiffe-id.js';
+import { verifySvid, type TrustStore } from '../../certs/x509/index.js';
+
+/** Why a peer was refused before policy was asked. */
+export type PeerRejection =
+  | 'no-certificate'
+  | 'untrusted'
+  | 'expired'
+  | 'not-yet-valid'
+  | 'revoked'
+  | 'not-svid'
+  | 'wrong-trust-domain'
+  | 'unexpected-identity';
+
+/** The trust facts a peer is checked against. */
+export interface TrustFacts {
+  trustStore: TrustStore;
+  revokedSerials: ReadonlySet<string>;
+  revokedIds: ReadonlySet<string>;
+}
+
+/** A verified peer, or the reason it is not one. */
+export type PeerVerdict =
+  | {
+      ok: true;
+      spiffeId: string;
+      serialHex: string;
+      notAfter: Date;
+      chainSerials: string[];
+      chainDer: Buffer[];
+    }
+  | { ok: false; reason: PeerRejection; detail: string; spiffeId?: string };
+
+const SVID_REJECTION: Record<string, PeerRejection> = {
+  malformed: 'not-svid',
+  expired: 'expired',
+  'not-yet-valid': 'not-yet-valid',
+  'unknown-issuer': 'untrusted',
+  'bad-signature': 'untrusted',
+  'not-svid': 'not-svid',
+  revoked: 'revoked',
+};
+
+/**
+ * Checks the peer of a finished handshake: an X.509-SVID chaining to the
+ * trust bundle, valid now, not revoked (by serial anywhere in the chain, or
+ * by identity), in the agent's trust domain, and, when `expectedId` is given,
+ * exactly that identity. Never throws; the verdict says why.
+ */
+export function verifyPeer(
+  socket: TLSSocket,
+  facts: TrustFacts,
+  options: {
+    trustDomain: string;
+    now: Date;
+    expectedId?: string | undefined;
+    chains?: ChainCache;
+  },
+): PeerVerdict {
+  let chainDer = presentedChain(socket);
+  if (chainDer.length === 0) {
+    return { ok: false, reason: 'no-certificate', detail: 'peer presented no certificate' };
+  }
+  // A resumed TLS 1.3 session carries the peer's leaf but not its
+  // intermediates; the chain verified at the full handshake stands in.
+  if (chainDer.length === 1 && options.chains) {
+    chainDer = options.chains.get(chainDer[0] as Buffer) ?? chainDer;
+  }
+  const verdict = verifyChain(chainDer, facts, options);
+  if (verdict.ok && chainDer.length > 1) options.chains?.set(chainDer);
+  return verdict;
+}
+
+/** Longest list of chains a ChainCache keeps. */
+const MAX_CACHED_CHAINS = 1024;
+
+/** Verified peer chains by leaf, for sessions resumed without intermediates. */
+export class ChainCache {
+  private readonly chains = new Map<string, Buffer[]>();
+
+  get(leafDer: Buffer): Buffer[] | undefined {
+    return this.chains.get(leafDer.toString('base64'));
+  }
+
+  set(chainDer: Buffer[]): void {
+    const key = (chainDer[0] as Buffer).toString('base64');
+    if (this.chains.size >= MAX_CACHED_CHAINS && !this.chains.has(key)) {
+      const oldest = this.chains.keys().next().value;
+      if (oldest !== undefined) this.chains.delete(oldest);
+    }
+    this.chains.set(key, chainDer);
+  }
+}
+
+/** Checks a peer chain (leaf first, DER) as `verifyPeer` does; used again when trust changes. */
+export function verifyChain(
+  chainDer: Buffer[],
+  facts: TrustFacts,
+  options: { trustDomain: string; now: Date; expectedId?: string | undefined },
+): PeerVerdict {
+  const verdict = verifySvid({
+    chain: chainDer,
+    trust: facts.trustStore,
+    now: options.now,
+    isRevoked: (serial, id) =>
+      facts.revokedSerials.has(serial) || (id !== '' && facts.revokedIds.has(id)),
+  });
+  if (!verdict.ok) {
+    return {
+      ok: false,
+      reason: SVID_REJECTION[verdict.reason] ?? 'untrusted',
+      detail: verdict.detail,
+      ...(verdict.spiffeId ? { spiffeId: verdict.spiffeId } : {}),
+    };
+  }
+  const { spiffeId } = verdict;
+  if (parseSpiffeId(spiffeId).trustDomain !== options.trustDomain) {
+    return {
+      ok: false,
+      reason: 'wrong-trust-domain',
+      detail: `${spiffeId} is outside trust domain ${options.trustDomain}`,
+      spiffeId,
+    };
+  }
+  if (options.expectedId && spiffeId !== options.expectedId) {
+    return {
+      ok: false,
+      reason: 'unexpected-identity',
+      detail: `expected ${options.expectedId}, peer is ${spiffeId}`,
+      spiffeId,
+    };
+  }
+  return {
+    ok: true,
+    spiffeId,
+    serialHex: verdict.serialHex,
+    notAfter: verdict.notAfter,
+    chainSerials: verdict.chainSerials,
+    chainDer,
+  };
+}
+
+/** The certificates the peer sent, leaf first, without self-signed roots. */
+function presentedChain(socket: TLSSocket): Buffer[] {
+  const leaf = socket.getPeerCertificate(true) as DetailedPeerCertificate | undefined;
+  const chain: Buffer[] = [];
+  let cert: DetailedPeerCertificate | undefined = leaf;
+  while (cert?.raw && chain.length < 8) {
+    const isSelfSigned =
+      cert.issuerCertificate === cert || cert.issuerCertificate?.raw?.equals(cert.raw);
+    if (isSelfSigned && chain.length > 0) break;
+    chain.push(cert.raw);
+    cert = cert.issuerCertificate;
+  }
+  return chain;
+}

@@ -1,0 +1,347 @@
+// Agents on loopback with a real CA, real sockets and real TLS: web may call
+// orders, batch may not. It guarantees that an allowed path carries bytes
+// intact, that every kind of refused peer is refused, logged and counted,
+// that a revocation or a narrowed policy cuts live connections within a
+// second, and that hostile input does not hurt the agent.
+import { createHash } from 'node:crypto';
+import { writeFileSync, renameSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import t from 'tap';
+import { createCsr, generateKeyPairSync } from '../../certs/x509/index.js';
+import { makeCaDir, startTestCa } from '../helpers/ca-fixture.js';
+import {
+  closedWithin,
+  dial,
+  eventually,
+  ping,
+  roundTrip,
+  startEchoApp,
+  startMeshAgent,
+  type MeshAgent,
+} from '../helpers/mesh-fixture.js';
+
+const TD = 'mesh.test';
+const caDir = makeCaDir(TD);
+t.teardown(() => caDir.remove());
+const env = await startTestCa(caDir.dir);
+t.teardown(() => env.ca.stop());
+const ordersApp = await startEchoApp(t);
+const webApp = await startEchoApp(t);
+const policyPath = join(caDir.dir, 'orders-policy.yaml');
+writeFileSync(policyPath, 'allow: [ns/shop/sa/web]\n');
+
+const orders = await startMeshAgent(t, env, caDir.dir, {
+  ns: 'shop',
+  sa: 'orders',
+  appPort: ordersApp.port,
+  flags: { policyFile: policyPath },
+});
+const upstreamToOrders = (n = 0) => [`0=127.0.0.1:${orders.inboundPort}@${orders.id}`][n] as string;
+const web = await startMeshAgent(t, env, caDir.dir, {
+  ns: 'shop',
+  sa: 'web',
+  appPort: webApp.port,
+  flags: { upstream: [upstreamToOrders()] },
+});
+const batch = await startMeshAgent(t, env, caDir.dir, {
+  ns: 'jobs',
+  sa: 'batch',
+  appPort: webApp.port,
+  flags: { upstream: [upstreamToOrders()] },
+});
+
+function sha256(buf: Buffer): string {
+  return createHash('sha256').update(buf).digest('hex');
+}
+
+function peerCredential(agent: MeshAgent) {
+  const c = agent.agent.identity.credential;
+  if (!c) throw new Error('no credential');
+  return { key: c.keyPem, cert: c.certChainPem };
+}
+
+t.test('10 MB through an allowed path arrives byte-identical and is counted', async (t) => {
+  const payload = Buffer.alloc(10 * 1024 * 1024);
+  for (let i = 0; i < payload.length; i += 4) payload.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const echoed = await roundTrip(web.upstreamPort(), payload);
+  t.equal(echoed.length, payload.length);
+  t.equal(sha256(echoed), sha256(payload), 'same bytes back through two agents');
+  t.match(
+    await orders.metrics(),
+    /palisade_agent_bytes_total\{direction="inbound",flow="from_peer"\} 10485760/,
+  );
+  t.match(
+    await web.metrics(),
+    /palisade_agent_connections_total\{direction="outbound",result="allowed"\} [1-9]/,
+  );
+});
+
+t.test('a denied identity is refused, logged and counted', async (t) => {
+  const echoed = await roundTrip(batch.upstreamPort(), Buffer.from('hello'));
+  t.equal(echoed.length, 0, 'no bytes reach the application');
+  t.ok(
+    await eventually(() =>
+      orders.captured.events('policy.denied').some((e) => e['peer_id'] === batch.id),
+    ),
+    'policy.denied logged with the peer id',
+  );
+  t.match(
+    await orders.metrics(),
+    new RegExp(
+      `palisade_agent_policy_denials_total\\{peer_id="${batch.id}",reason="not-in-allow-list",dry_run="false"\\} 1`,
+    ),
+  );
+  const why = (await (await orders.admin(`/why?peer=${encodeURIComponent(batch.id)}`)).json()) as {
+    allowed: boolean;
+    reason: string;
+  };
+  t.same(
+    { allowed: why.allowed, reason: why.reason },
+    { allowed: false, reason: 'not-in-allow-list' },
+  );
+});
+
+t.test('admin endpoints report identity, policy and readiness', async (t) => {
+  const identity = (await (await orders.admin('/identity')).json()) as {
+    spiffeId: string;
+    serial: string;
+  };
+  t.equal(identity.spiffeId, orders.id);
+  t.match(identity.serial, /^[0-9a-f]{32}$/);
+  const policy = (await (await orders.admin('/policy')).json()) as {
+    source: string;
+    allow: string[];
+  };
+  t.same(policy.allow, ['ns/shop/sa/web']);
+  t.equal(policy.source, policyPath);
+  t.equal((await orders.admin('/readyz')).status, 200);
+  t.equal((await orders.admin('/healthz')).status, 200);
+  t.equal((await orders.admin('/why?peer=nonsense')).status, 400);
+  t.equal((await orders.admin('/shutdown')).status, 405, 'shutdown needs POST');
+});
+
+t.test('strict mode refuses plaintext, TLS 1.2 and clients without a certificate', async (t) => {
+  const plain = await dial(orders.inboundPort);
+  plain.write('GET / HTTP/1.1\r\n\r\n');
+  await closedWithin(plain, () => 0);
+  t.ok(
+    await eventually(() =>
+      orders.captured.events('peer.rejected').some((e) => e['reason'] === 'plaintext'),
+    ),
+    'plaintext rejected',
+  );
+
+  const tls12 = tlsConnect({
+    host: '127.0.0.1',
+    port: orders.inboundPort,
+    maxVersion: 'TLSv1.2',
+    rejectUnauthorized: false,
+  });
+  const tls12Error = await new Promise<Error | undefined>((resolve) => {
+    tls12.once('error', resolve);
+    tls12.once('secureConnect', () => resolve(undefined));
+  });
+  t.ok(tls12Error, `TLS 1.2 refused: ${tls12Error?.message}`);
+  t.ok(
+    await eventually(() =>
+      orders.captured.events('peer.rejected').some((e) => e['reason'] === 'tls-version'),
+    ),
+    'tls-version rejection logged',
+  );
+
+  const noCert = tlsConnect({
+    host: '127.0.0.1',
+    port: orders.inboundPort,
+    rejectUnauthorized: false,
+  });
+  noCert.on('error', () => undefined);
+  await closedWithin(noCert, () => 0);
+  t.ok(
+    await eventually(() =>
+      orders.captured.events('peer.rejected').some((e) => e['reason'] === 'no-certificate'),
+    ),
+    'no-certificate rejected',
+  );
+
+  // A certificate from another CA (same trust domain name) is untrusted.
+  const foreign = makeCaDir(TD);
+  t.teardown(() => foreign.remove());
+  const foreignEnv = await startTestCa(foreign.dir);
+  t.teardown(() => foreignEnv.ca.stop());
+  const key = generateKeyPairSync('ecdsa-p256');
+  const foreignAdmin = foreignEnv.admin();
+  t.teardown(() => foreignAdmin.close());
+  const signed = await foreignAdmin.issue({
+    spiffeId: `spiffe://${TD}/ns/shop/sa/web`,
+    csrPem: createCsr({ key, spiffeId: `spiffe://${TD}/ns/shop/sa/web` }),
+    ttlSeconds: 600,
+  });
+  const impostor = tlsConnect({
+    host: '127.0.0.1',
+    port: orders.inboundPort,
+    rejectUnauthorized: false,
+    key: key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    cert: signed.certChainPem.join(''),
+  });
+  impostor.on('error', () => undefined);
+  await closedWithin(impostor, () => 0);
+  t.ok(
+    await eventually(() =>
+      orders.captured.events('peer.rejected').some((e) => e['reason'] === 'untrusted'),
+    ),
+    'foreign CA rejected as untrusted',
+  );
+  t.match(
+    await orders.metrics(),
+    /palisade_agent_peer_rejections_total\{direction="inbound",reason="plaintext"\} [1-9]/,
+  );
+});
+
+t.test('garbage bytes and half-open handshakes do not hurt the agent', async (t) => {
+  const garbage = await dial(orders.inboundPort);
+  garbage.on('error', () => undefined);
+  garbage.write(Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff, 0x00, 0x13, 0x37, 0x42]));
+  garbage.write(Buffer.alloc(4096, 0xab));
+  await closedWithin(garbage, () => 0);
+  const silent = await dial(orders.inboundPort);
+  silent.on('error', () => undefined);
+  const halfOpen = await dial(orders.inboundPort);
+  halfOpen.on('error', () => undefined);
+  halfOpen.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+  const started = performance.now();
+  await Promise.all([closedWithin(silent, () => started), closedWithin(halfOpen, () => started)]);
+  t.pass('idle and half-open connections were closed by the handshake timeout');
+  const echoed = await roundTrip(web.upstreamPort(), Buffer.from('still serving'));
+  t.equal(echoed.toString(), 'still serving');
+});
+
+t.test('a revocation closes a live connection within a second', async (t) => {
+  const live = await dial(web.upstreamPort());
+  live.on('error', () => undefined);
+  t.equal(await ping(live), 'ping');
+  const admin = env.admin();
+  t.teardown(() => admin.close());
+  const startedAt = performance.now();
+  const closed = closedWithin(live, () => startedAt);
+  await admin.revoke({ spiffeId: web.id, reason: 'key-compromise' });
+  const ms = await closed;
+  t.ok(ms < 1000, `closed ${ms.toFixed(0)} ms after the revocation`);
+  t.ok(
+    await eventually(() =>
+      orders.captured.events('peer.revoked').some((e) => e['peer_id'] === web.id),
+    ),
+    'peer.revoked logged',
+  );
+  const refused = await roundTrip(web.upstreamPort(), Buffer.from('again'));
+  t.equal(refused.length, 0, 'new connections from the revoked identity are refused');
+  await admin.unrevoke({ spiffeId: web.id });
+});
+
+t.test(
+  'a narrowed policy file closes live connections it no longer allows; a bad file changes nothing',
+  async (t) => {
+    const web2 = await startMeshAgent(t, env, caDir.dir, {
+      ns: 'shop',
+      sa: 'web',
+      appPort: webApp.port,
+      flags: { upstream: [upstreamToOrders()] },
+    });
+    const live = await dial(web2.upstreamPort());
+    live.on('error', () => undefined);
+    live.write('ping');
+    await new Promise<void>((resolve) => live.once('data', () => resolve()));
+
+    writeFileSync(policyPath, 'allow: [ns/shop/sa/web, "ns/sho*"]\n');
+    t.ok(
+      await eventually(() => orders.captured.events('policy.rejected').length > 0),
+      'bad policy rejected',
+    );
+    t.notOk(live.destroyed, 'the live connection survives a bad policy file');
+
+    const startedAt = performance.now();
+    const closed = closedWithin(live, () => startedAt);
+    writeFileSync(`${policyPath}.tmp`, 'allow: [ns/ops/*]\n');
+    renameSync(`${policyPath}.tmp`, policyPath);
+    const ms = await closed;
+    t.ok(ms < 2000, `closed ${ms.toFixed(0)} ms after the policy changed`);
+    const policy = (await (await orders.admin('/policy')).json()) as { allow: string[] };
+    t.same(policy.allow, ['ns/ops/*']);
+    writeFileSync(policyPath, 'allow: [ns/shop/sa/web]\n');
+    t.ok(
+      await eventually(() => orders.agent.policy().allow?.[0]?.text === 'ns/shop/sa/web'),
+      'policy restored',
+    );
+  },
+);
+
+t.test('permissive mode accepts plaintext, and dry run logs what it would deny', async (t) => {
+  const app = await startEchoApp(t);
+  const relaxed = await startMeshAgent(t, env, caDir.dir, {
+    ns: 'legacy',
+    sa: 'api',
+    appPort: app.port,
+    flags: { mode: 'permissive', allow: ['ns/shop/sa/web'], dryRunPolicy: true },
+  });
+  const echoed = await roundTrip(relaxed.inboundPort, Buffer.from('plain hello'));
+  t.equal(echoed.toString(), 'plain hello', 'plaintext reaches the app');
+  t.match(
+    await relaxed.metrics(),
+    /palisade_agent_connections_total\{direction="inbound",result="plaintext"\} 1/,
+  );
+
+  const caller = await startMeshAgent(t, env, caDir.dir, {
+    ns: 'jobs',
+    sa: 'other',
+    appPort: app.port,
+    flags: { upstream: [`0=127.0.0.1:${relaxed.inboundPort}`] },
+  });
+  const through = await roundTrip(caller.upstreamPort(), Buffer.from('dry run'));
+  t.equal(through.toString(), 'dry run', 'dry run lets the call through');
+  t.ok(
+    relaxed.captured.events('policy.dry_run_denied').some((e) => e['peer_id'] === caller.id),
+    'policy.dry_run_denied logged',
+  );
+});
+
+t.test('an outbound dial to the wrong identity is refused', async (t) => {
+  const wrong = await startMeshAgent(t, env, caDir.dir, {
+    ns: 'shop',
+    sa: 'web',
+    appPort: webApp.port,
+    flags: { upstream: [`0=127.0.0.1:${orders.inboundPort}@spiffe://${TD}/ns/shop/sa/payments`] },
+  });
+  const echoed = await roundTrip(wrong.upstreamPort(), Buffer.from('x'));
+  t.equal(echoed.length, 0);
+  t.ok(
+    wrong.captured.events('peer.rejected').some((e) => e['reason'] === 'unexpected-identity'),
+    'unexpected-identity logged',
+  );
+  void peerCredential;
+});
+
+t.test('POST /shutdown stops the agent after draining', async (t) => {
+  const app = await startEchoApp(t);
+  const doomed = await startMeshAgent(t, env, caDir.dir, {
+    ns: 'jobs',
+    sa: 'job',
+    appPort: app.port,
+  });
+  const res = await doomed.admin('/shutdown', { method: 'POST' });
+  t.equal(res.status, 202);
+  await doomed.agent.shutdownRequested;
+  await doomed.agent.stop(100);
+  t.ok(doomed.captured.events('agent.stopped').length === 1);
+  t.rejects(netConnectOnce(doomed.inboundPort), 'inbound port closed');
+});
+
+function netConnectOnce(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ host: '127.0.0.1', port }, () => {
+      s.destroy();
+      resolve();
+    });
+    s.once('error', reject);
+  });
+}
