@@ -1,4 +1,3 @@
-import type { X509Certificate } from 'node:crypto';
 import { PalisadeError } from './errors.js';
 import type { Logger } from './log.js';
 import type { CaMetrics } from './metrics.js';
@@ -6,11 +5,9 @@ import { adminId, parseSpiffeId } from './spiffe-id.js';
 import type { SaTokenVerifier } from './authn/index.js';
 import type { CaStore, CertRecord, IssuedVia } from './store/index.js';
 import {
-  certSpiffeId,
   createCrl,
   createLeafCertificate,
   parseCsr,
-  serialHexOf,
   splitPemChain,
   type CrlReason,
   type Issuer,
@@ -29,11 +26,19 @@ export interface AuthorityOptions {
   minTtlSeconds?: number;
 }
 
+/** What the CA knows of a caller's verified TLS client certificate. */
+export interface PeerIdentity {
+  /** Lowercase hex, no leading zero bytes (as the store keeps serials). */
+  readonly serialHex: string;
+  /** The single URI SAN when it is a SPIFFE ID, else undefined. */
+  readonly spiffeId: string | undefined;
+}
+
 /** A caller's proof of which identity it may have signed. */
 export type Proof =
   | { kind: 'sa-token'; token: string }
   | { kind: 'join-token'; token: string }
-  | { kind: 'renewal'; peer: X509Certificate | undefined };
+  | { kind: 'renewal'; peer: PeerIdentity | undefined };
 
 /** A freshly signed certificate with what the workload needs to use it. */
 export interface SignedChain {
@@ -284,15 +289,14 @@ export class CertificateAuthority {
    * certificate of this CA for the admin identity. Throws ADMIN_NO_CERT,
    * ADMIN_REQUIRED or CERT_REVOKED; returns the admin certificate's serial.
    */
-  checkAdmin(peer: X509Certificate | undefined): string {
+  checkAdmin(peer: PeerIdentity | undefined): string {
     if (!peer) {
       throw new AuthorityError(
         'ADMIN_NO_CERT',
         'admin calls need the admin certificate (mutual TLS)',
       );
     }
-    const spiffeId = certSpiffeId(peer);
-    const serial = serialHexOf(peer);
+    const { spiffeId, serialHex: serial } = peer;
     if (spiffeId !== adminId(this.options.trustDomain)) {
       throw new AuthorityError(
         'ADMIN_REQUIRED',
@@ -472,15 +476,14 @@ export class CertificateAuthority {
   }
 
   /** Renewal: the caller's current certificate must be one of ours, unexpired and unrevoked. */
-  private renewingId(peer: X509Certificate | undefined): string {
+  private renewingId(peer: PeerIdentity | undefined): string {
     if (!peer) {
       throw new AuthorityError(
         'RENEWAL_NO_CERT',
         'renewal needs the current certificate presented in the TLS handshake',
       );
     }
-    const serial = serialHexOf(peer);
-    const spiffeId = certSpiffeId(peer);
+    const { serialHex: serial, spiffeId } = peer;
     const record = this.store.getCert(serial);
     if (!spiffeId || !record || record.spiffeId !== spiffeId) {
       throw new AuthorityError('CERT_UNKNOWN', `certificate ${serial} was not issued by this CA`);

@@ -2,7 +2,9 @@ import { Command, Option } from 'commander';
 import { Registry } from 'prom-client';
 import { createLogger } from '../../certs/log.js';
 import { KEY_TYPES } from '../../certs/x509/index.js';
+import { PalisadeError } from '../../certs/errors.js';
 import { startAgent } from '../app.js';
+import { runDemo } from '../demo/run-demo.js';
 import { loadAgentConfig, type AgentFlags } from '../config/agent-config.js';
 import type { CliDeps } from './program.js';
 
@@ -97,5 +99,23 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
       await stopped;
       await agent.stop();
       log.flush();
+    });
+}
+
+/** Registers `palisade demo` on the program. */
+export function registerDemoCommand(program: Command, deps: CliDeps): void {
+  program
+    .command('demo')
+    .description(
+      'run a CA and three services with agents on loopback and show who may call whom, then a live revocation',
+    )
+    .option('--keep', 'leave the mesh running and print the admin URLs', false)
+    .action(async (flags: { keep: boolean }) => {
+      const ok = await runDemo(deps.io, { keep: flags.keep, untilStopped: deps.untilStopped });
+      if (!ok)
+        throw new PalisadeError(
+          'DEMO_FAILED',
+          'the mesh did not behave as expected (see the table)',
+        );
     });
 }

@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { errorCode, errorMessage } from '../../certs/errors.js';
 import type { Env } from '../config/env-table.js';
-import { registerAgentCommand } from './agent-command.js';
+import { registerAgentCommand, registerDemoCommand } from './agent-command.js';
 import { registerCaCommands } from './ca-command.js';
 import type { Io } from './output.js';
 
@@ -29,6 +29,7 @@ export function buildProgram(deps: CliDeps): Command {
     .showHelpAfterError(false);
   registerCaCommands(program, deps);
   registerAgentCommand(program, deps);
+  registerDemoCommand(program, deps);
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput({ writeOut: deps.io.out, writeErr: deps.io.err });
   }

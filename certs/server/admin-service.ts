@@ -2,7 +2,7 @@ import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-j
 import type * as pb from '../../proto/index.js';
 import { AuthorityError, type CertificateAuthority } from '../authority.js';
 import { unaryHandler, type HandlerContext } from './handlers.js';
-import { verifiedPeerCertificate } from './peer.js';
+import { verifiedPeer } from './peer.js';
 import { signResponse } from './workload-service.js';
 
 /** What the admin service needs beyond the authority: the CA's I/O-bound operations. */
@@ -21,7 +21,7 @@ export function adminService(deps: AdminDeps, ctx: HandlerContext): UntypedServi
   const { authority } = deps;
   const admin = <Req, Res>(rpc: string, handle: (request: Req) => Res) =>
     unaryHandler<Req, Res>(ctx, rpc, 'admin.rejected', (call: ServerUnaryCall<Req, Res>) => {
-      const adminSerial = authority.checkAdmin(verifiedPeerCertificate(call));
+      const adminSerial = authority.checkAdmin(verifiedPeer(call));
       ctx.log.debug({ rpc, serial: adminSerial }, 'admin call');
       return handle(call.request);
     });

@@ -13,7 +13,7 @@ import {
   type TrustState,
 } from '../authority.js';
 import { unaryHandler, type HandlerContext } from './handlers.js';
-import { verifiedPeerCertificate } from './peer.js';
+import { verifiedPeer } from './peer.js';
 
 /**
  * The Workload service: Sign for any caller with a proof of identity, and the
@@ -93,14 +93,14 @@ export function trustUpdate(state: TrustState): TrustUpdate {
   };
 }
 
-function proofOf(request: SignRequest, call: Parameters<typeof verifiedPeerCertificate>[0]): Proof {
+function proofOf(request: SignRequest, call: Parameters<typeof verifiedPeer>[0]): Proof {
   switch (request.proof) {
     case 'serviceAccountToken':
       return { kind: 'sa-token', token: request.serviceAccountToken ?? '' };
     case 'joinToken':
       return { kind: 'join-token', token: request.joinToken ?? '' };
     case 'renewal':
-      return { kind: 'renewal', peer: verifiedPeerCertificate(call) };
+      return { kind: 'renewal', peer: verifiedPeer(call) };
     default:
       throw new AuthorityError(
         'PROOF_MISSING',

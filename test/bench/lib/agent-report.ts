@@ -1,0 +1,217 @@
+// Renders the data-path benchmark's figures as text tables, each mesh figure
+// beside its ratio to the direct connection, and writes them, with the
+// machine they came from and how busy it was, as JSON.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { formatTable } from '../../../agent/cli/output.js';
+import type { MachineInfo } from './bench-report.js';
+import type { BulkResult } from './bulk-transfer.js';
+import type { ProfileSummary } from './cpu-profile.js';
+import type { WrkResult } from './wrk-load.js';
+
+/** Above this much CPU used by other processes (% of one core), a window's figures are suspect. */
+export const BUSY_MACHINE_PERCENT = 20;
+
+/** How many profile entries the terminal report shows per agent. */
+const PRINTED_PROFILE_ENTRIES = 15;
+
+/** Bytes in a mebibyte, for memory figures. */
+const MIB = 1024 * 1024;
+
+/** How the app client reaches the app server. */
+export type PathKind = 'direct' | 'mesh';
+
+/** What kind of load a window carries. */
+export type ScenarioKind = 'keep-alive' | 'new-connection' | 'bulk';
+
+/** The two agents: A carries the app client's connections out, B carries them in. */
+export interface PerAgent<T> {
+  a: T;
+  b: T;
+}
+
+/** CPU and memory around one measurement window, the rest of the machine included. */
+export interface WindowResources {
+  wallSeconds: number;
+  agentCpuSeconds: PerAgent<number>;
+  /** CPU time of both agents over wall time, in percent of one core. */
+  agentCpuPercent: number;
+  /** CPU time of both agents per request (per MB for bulk), in microseconds. */
+  agentCpuUsPerUnit: number;
+  appCpuSeconds: number;
+  /** CPU used by the load generator: wrk, or the bench itself for bulk. */
+  loadCpuSeconds: number;
+  /** CPU the rest of the machine used during the window, in percent of one core. */
+  othersCpuPercent: number;
+  /** Highest VmRSS sampled during the window, in bytes. */
+  agentRssMaxBytes: PerAgent<number>;
+}
+
+/** One measured window: what the load saw and what it cost. */
+export interface WindowFigures {
+  load?: WrkResult;
+  bulk?: BulkResult;
+  resources: WindowResources;
+}
+
+/** A scenario on one path: every attempt, and the quietest one, which is reported. */
+export interface ScenarioFigures {
+  scenario: ScenarioKind;
+  path: PathKind;
+  reported: WindowFigures;
+  /** Every attempt in order; attempts past the first were made because the machine was busy. */
+  attempts: WindowFigures[];
+  /** Whether even the reported attempt had other processes above the busy threshold. */
+  isBusy: boolean;
+}
+
+/** Agent memory and CPU over the whole run. */
+export interface AgentFootprint {
+  /** VmRSS once ready, before any load, in bytes. */
+  idleRssBytes: PerAgent<number>;
+  /** Highest VmRSS sampled under load, in bytes. */
+  loadRssMaxBytes: PerAgent<number>;
+  /** VmHWM at the end of the run, in bytes. */
+  peakRssBytes: PerAgent<number>;
+  /** CPU time from start to the end of the run, in seconds. */
+  totalCpuSeconds: PerAgent<number>;
+}
+
+/** Everything one run of the data-path bench produced. */
+export interface AgentBenchReport {
+  startedAt: string;
+  machine: MachineInfo;
+  settings: Record<string, unknown>;
+  scenarios: ScenarioFigures[];
+  agents: AgentFootprint;
+  profiles?: PerAgent<ProfileSummary>;
+}
+
+/** Renders the whole report as text tables. */
+export function formatAgentReport(report: AgentBenchReport): string {
+  const { machine, settings } = report;
+  const header =
+    `agent data-path benchmark, ${report.startedAt}\n` +
+    `machine: ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}, ${machine.os}\n` +
+    `wrk: ${String(settings.connections)} connections, ${String(settings.threads)} thread(s), ` +
+    `${String(settings.durationSeconds)} s windows; bulk ${String(settings.bulkMib)} MiB\n\n`;
+  const find = (scenario: ScenarioKind, path: PathKind) =>
+    report.scenarios.find((s) => s.scenario === scenario && s.path === path);
+
+  const requestRows: string[][] = [];
+  for (const scenario of ['keep-alive', 'new-connection'] as const) {
+    const direct = find(scenario, 'direct')?.reported.load;
+    for (const path of ['direct', 'mesh'] as const) {
+      const figures = find(scenario, path);
+      const load = figures?.reported.load;
+      if (!figures || !load) continue;
+      const r = figures.reported.resources;
+      requestRows.push([
+        scenario,
+        path,
+        withRatio(load.requestsPerSecond, direct?.requestsPerSecond),
+        withRatio(load.p50Ms, direct?.p50Ms),
+        withRatio(load.p99Ms, direct?.p99Ms),
+        String(errorCount(load)),
+        `${r.agentCpuSeconds.a.toFixed(2)} / ${r.agentCpuSeconds.b.toFixed(2)} s`,
+        path === 'mesh' ? String(Math.round(r.agentCpuUsPerUnit)) : '-',
+        `${r.othersCpuPercent}%${figures.isBusy ? ' (busy)' : ''}`,
+        String(figures.attempts.length),
+      ]);
+    }
+  }
+  const requests = formatTable(
+    [
+      'scenario',
+      'path',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      'errors',
+      'agent cpu A / B',
+      'agent us/req',
+      'others cpu',
+      'attempts',
+    ],
+    requestRows,
+  );
+
+  const directBulk = find('bulk', 'direct')?.reported.bulk;
+  const bulkRows = (['direct', 'mesh'] as const).flatMap((path) => {
+    const figures = find('bulk', path);
+    const bulk = figures?.reported.bulk;
+    if (!figures || !bulk) return [];
+    const r = figures.reported.resources;
+    return [
+      [
+        path,
+        withRatio(bulk.megabytesPerSecond, directBulk?.megabytesPerSecond),
+        bulk.seconds.toFixed(2),
+        `${r.agentCpuSeconds.a.toFixed(2)} / ${r.agentCpuSeconds.b.toFixed(2)} s`,
+        path === 'mesh' ? String(Math.round(r.agentCpuUsPerUnit)) : '-',
+        `${r.othersCpuPercent}%${figures.isBusy ? ' (busy)' : ''}`,
+        String(figures.attempts.length),
+      ],
+    ];
+  });
+  const bulk = formatTable(
+    ['bulk', 'MB/s', 'seconds', 'agent cpu A / B', 'agent us/MB', 'others cpu', 'attempts'],
+    bulkRows,
+  );
+
+  const a = report.agents;
+  const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
+  const memory = formatTable(
+    ['agent', 'rss idle', 'rss under load (max)', 'VmHWM', 'cpu total'],
+    (['a', 'b'] as const).map((k) => [
+      k.toUpperCase(),
+      mib(a.idleRssBytes[k]),
+      mib(a.loadRssMaxBytes[k]),
+      mib(a.peakRssBytes[k]),
+      `${a.totalCpuSeconds[k].toFixed(2)} s`,
+    ]),
+  );
+
+  const busy = report.scenarios.filter((s) => s.isBusy);
+  const busyNote = busy.length
+    ? `note: other processes used over ${BUSY_MACHINE_PERCENT}% of a core during ` +
+      `${busy.map((s) => `${s.scenario}/${s.path}`).join(', ')} even after retries; ` +
+      `agent us/req is the steadier figure there\n`
+    : '';
+  const profiles = report.profiles
+    ? `\n${formatProfile('A (outbound)', report.profiles.a)}\n${formatProfile('B (inbound)', report.profiles.b)}`
+    : '';
+  return `${header}${requests}\n${bulk}\n${memory}${busyNote}${profiles}`;
+}
+
+/** Writes the report as `agent-<ISO time>.json` under `dir`; returns the file's path. */
+export function writeAgentReportJson(dir: string, report: AgentBenchReport): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `agent-${report.startedAt.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
+  return path;
+}
+
+/** Total socket errors and bad statuses of a wrk run. */
+export function errorCount(load: WrkResult): number {
+  const e = load.errors;
+  return e.connect + e.read + e.write + e.status + e.timeout;
+}
+
+function withRatio(value: number, direct: number | undefined): string {
+  if (!direct) return String(value);
+  return `${value} (x${(value / direct).toFixed(2)})`;
+}
+
+function formatProfile(agent: string, profile: ProfileSummary): string {
+  const rows = (entries: ProfileSummary['functions']) =>
+    entries
+      .slice(0, PRINTED_PROFILE_ENTRIES)
+      .map((e) => [`${e.selfPercent}%`, `${e.selfMs} ms`, e.name]);
+  return (
+    `agent ${agent} profile: ${profile.totalMs} ms sampled, ${profile.idlePercent}% idle\n` +
+    formatTable(['self', 'time', 'function'], rows(profile.functions)) +
+    formatTable(['self', 'time', 'module'], rows(profile.modules)) +
+    formatTable(['total', 'time', 'palisade function'], rows(profile.palisadeTotals))
+  );
+}
