@@ -345,3 +345,27 @@ function netConnectOnce(port: number): Promise<void> {
     s.once('error', reject);
   });
 }
+
+t.test('a connection cap refuses connections beyond it and counts them', async (t) => {
+  const app = await startEchoApp(t);
+  const capped = await startMeshAgent(t, env, caDir.dir, {
+    ns: 'jobs',
+    sa: 'capped',
+    appPort: app.port,
+    flags: { inboundMaxConnections: '2' },
+  });
+  const held = [await dial(capped.inboundPort), await dial(capped.inboundPort)];
+  held.forEach((s) => s.on('error', () => undefined));
+  t.teardown(() => held.forEach((s) => s.destroy()));
+  const third = await dial(capped.inboundPort);
+  third.on('error', () => undefined);
+  await closedWithin(third, () => 0);
+  t.match(
+    await capped.metrics(),
+    /palisade_agent_connections_total\{direction="inbound",result="overloaded"\} 1/,
+  );
+  t.notOk(
+    held.some((s) => s.destroyed),
+    'the connections under the cap stay open',
+  );
+});

@@ -33,6 +33,9 @@ writeFileSync(
 const SA_ISSUER = 'https://kubernetes.default.svc';
 
 let env: TestCa = await startTestCa(caDir.dir, { saJwks: jwksPath, saIssuer: SA_ISSUER });
+// Every CA started in this file, so events can be checked across the restart.
+const started: TestCa[] = [env];
+const eventsNamed = (name: string) => started.flatMap((e) => e.captured.events(name));
 let admin: CaClient = env.admin();
 t.teardown(async () => {
   admin.close();
@@ -477,6 +480,7 @@ t.test('state survives a restart: certificates, revocations and spent tokens', a
   await env.ca.stop();
 
   env = await startTestCa(caDir.dir, { saJwks: jwksPath, saIssuer: SA_ISSUER });
+  started.push(env);
   admin = env.admin();
   const after = await admin.list({ includeExpired: true });
   const afterSerials = new Set(after.certificates.map((c) => c.serial));
@@ -544,4 +548,24 @@ t.test('the audit chain verifies after all of the above', async (t) => {
   const verdict = store.verifyAudit();
   t.ok(verdict.ok);
   t.ok(verdict.count > 10);
+});
+
+t.test('every security event of the CA was logged, with no secret in any line', async (t) => {
+  for (const name of [
+    'cert.issued',
+    'cert.revoked',
+    'identity.revoked',
+    'identity.unrevoked',
+    'token.created',
+    'trust.updated',
+    'intermediate.rotated',
+    'csr.rejected',
+    'admin.rejected',
+    'ca.started',
+  ]) {
+    t.ok(eventsNamed(name).length > 0, `${name} logged`);
+  }
+  const text = started.flatMap((e) => e.captured.lines.map((l) => JSON.stringify(l))).join('\n');
+  t.notMatch(text, /pjt_[A-Za-z0-9_-]{20}/, 'no join token');
+  t.notMatch(text, /BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)/, 'no PEM');
 });
