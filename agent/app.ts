@@ -110,7 +110,12 @@ export async function startAgent(
       trustBundlePem: trust.bundlePem,
     });
   };
-  identity.onCredential((credential) => refreshTls(credential, identity.trust));
+  identity.onCredential((credential) => {
+    refreshTls(credential, identity.trust);
+    // A resumed TLS 1.3 session shows the peer the certificate of the full
+    // handshake, not the new one; once that one expires the peer refuses us.
+    dialer.forgetSessions();
+  });
   identity.onTrust((trust, previous) => {
     const bundleChanged = previous?.trustStore !== trust.trustStore;
     refreshTls(identity.credential, trust);

@@ -1,18 +1,13 @@
+import type { KeyObject } from 'node:crypto';
 import { PalisadeError } from './errors.js';
 import type { Logger } from './log.js';
 import type { CaMetrics } from './metrics.js';
-import { adminId, parseSpiffeId } from './spiffe-id.js';
+import { adminId } from './spiffe-id.js';
 import type { SaTokenVerifier } from './authn/index.js';
+import { IssuanceRecorder } from './issuance-recorder.js';
+import { checkWorkloadId, type SignedLeaf, type SigningPool } from './signing/index.js';
 import type { CaStore, CertRecord, IssuedVia } from './store/index.js';
-import {
-  createCrl,
-  createLeafCertificate,
-  parseCsr,
-  splitPemChain,
-  type CrlReason,
-  type Issuer,
-  type ParsedCsr,
-} from './x509/index.js';
+import { createCrl, splitPemChain, type CrlReason, type Issuer } from './x509/index.js';
 
 /** Shortest certificate lifetime the CA hands out by default, whatever is asked. */
 export const MIN_TTL_SECONDS = 60;
@@ -85,14 +80,15 @@ export class CertificateAuthority {
   private readonly saVerifier: SaTokenVerifier | undefined;
   private readonly now: () => Date;
   private readonly listeners = new Set<TrustListener>();
-  private issuer: Issuer;
+  private readonly signer: SigningPool;
+  private readonly recorder: IssuanceRecorder;
   private trustBundlePem: string[];
   private state: TrustState;
 
   constructor(deps: {
     options: AuthorityOptions;
     store: CaStore;
-    intermediate: Issuer;
+    signer: SigningPool;
     bundlePem: string;
     log: Logger;
     metrics: CaMetrics;
@@ -101,7 +97,8 @@ export class CertificateAuthority {
   }) {
     this.options = deps.options;
     this.store = deps.store;
-    this.issuer = deps.intermediate;
+    this.signer = deps.signer;
+    this.recorder = new IssuanceRecorder(deps.store);
     this.trustBundlePem = splitPemChain(deps.bundlePem);
     this.log = deps.log;
     this.metrics = deps.metrics;
@@ -109,12 +106,12 @@ export class CertificateAuthority {
     this.now = deps.now ?? (() => new Date());
     this.state = this.computeState();
     this.metrics.trustVersion.set(this.state.version);
-    this.metrics.intermediateExpirySeconds.set(notAfterOf(this.issuer).getTime() / 1000);
+    this.metrics.intermediateExpirySeconds.set(notAfterOf(this.signer.current).getTime() / 1000);
   }
 
   /** The intermediate currently signing. */
   get intermediate(): Issuer {
-    return this.issuer;
+    return this.signer.current;
   }
 
   /** How many trust watchers are subscribed. */
@@ -138,34 +135,35 @@ export class CertificateAuthority {
     ttlSeconds: number;
     proof: Proof;
   }): Promise<SignedChain> {
-    const csr = parseCsr(request.csrPem);
-    const requested = this.requestedId(csr);
     const entitled = await this.entitledId(request.proof);
-    if (entitled.spiffeId !== requested) {
-      throw new AuthorityError(
-        'CSR_SAN_MISMATCH',
-        `CSR asks for ${requested} but the ${request.proof.kind} proof entitles ${entitled.spiffeId}`,
-      );
-    }
-    this.checkNotRevoked(requested);
+    this.checkNotRevoked(entitled.spiffeId);
     const ttlSeconds = this.clampTtl(request.ttlSeconds);
+    const leaf = await this.signer.sign({
+      csrPem: request.csrPem,
+      expectedId: entitled.spiffeId,
+      ttlSeconds,
+      nowMs: this.now().getTime(),
+    });
+    // A single-use proof is spent only once the request has passed every check.
     entitled.commit?.();
-    return this.issue(csr, requested, ttlSeconds, entitled.via);
+    return this.record(leaf, entitled.via);
   }
 
   /** Signs a CSR for any identity of the trust domain: the admin path. */
-  issueForAdmin(request: { spiffeId: string; csrPem: string; ttlSeconds: number }): SignedChain {
-    const spiffeId = this.checkInDomain(request.spiffeId);
-    const csr = parseCsr(request.csrPem);
-    const requested = this.requestedId(csr);
-    if (requested !== spiffeId) {
-      throw new AuthorityError(
-        'CSR_SAN_MISMATCH',
-        `CSR asks for ${requested} but the request names ${spiffeId}`,
-      );
-    }
+  async issueForAdmin(request: {
+    spiffeId: string;
+    csrPem: string;
+    ttlSeconds: number;
+  }): Promise<SignedChain> {
+    const spiffeId = checkWorkloadId(request.spiffeId, this.options.trustDomain);
     this.checkNotRevoked(spiffeId);
-    return this.issue(csr, spiffeId, this.clampTtl(request.ttlSeconds), 'admin');
+    const leaf = await this.signer.sign({
+      csrPem: request.csrPem,
+      expectedId: spiffeId,
+      ttlSeconds: this.clampTtl(request.ttlSeconds),
+      nowMs: this.now().getTime(),
+    });
+    return this.record(leaf, 'admin');
   }
 
   /** Revokes one certificate; durable and published to every watcher before it returns. */
@@ -185,7 +183,7 @@ export class CertificateAuthority {
 
   /** Revokes every certificate of an identity and refuses it new ones until lifted. */
   revokeIdentity(spiffeId: string, reason: string) {
-    const id = this.checkInDomain(spiffeId);
+    const id = checkWorkloadId(spiffeId, this.options.trustDomain);
     const result = this.store.revokeIdentity(id, reason, this.now());
     this.metrics.revocations.inc({ kind: 'identity' });
     this.log.info(
@@ -198,7 +196,7 @@ export class CertificateAuthority {
 
   /** Lifts an identity revocation so the identity may be issued certificates again. */
   unrevokeIdentity(spiffeId: string) {
-    const id = this.checkInDomain(spiffeId);
+    const id = checkWorkloadId(spiffeId, this.options.trustDomain);
     const wasRevoked = this.store.unrevokeIdentity(id, this.now());
     if (wasRevoked) {
       this.log.info({ event: 'identity.unrevoked', peer_id: id }, 'identity revocation lifted');
@@ -209,7 +207,7 @@ export class CertificateAuthority {
 
   /** Creates a one-time join token for an identity. The token is returned once and stored hashed. */
   createJoinToken(spiffeId: string, ttlSeconds: number) {
-    const id = this.checkInDomain(spiffeId);
+    const id = checkWorkloadId(spiffeId, this.options.trustDomain);
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 7 * 86400) {
       throw new AuthorityError(
         'TTL_INVALID',
@@ -231,9 +229,9 @@ export class CertificateAuthority {
   }
 
   /** Switches signing to a new intermediate (already persisted by the caller). */
-  useIntermediate(next: Issuer): void {
-    const previous = this.issuer;
-    this.issuer = next;
+  useIntermediate(certPem: string, key: KeyObject): void {
+    const previous = this.signer.current;
+    const next = this.signer.useIssuer(certPem, key);
     this.store.appendAudit('intermediate.rotated', {
       old_serial: previous.serialHex,
       new_serial: next.serialHex,
@@ -252,7 +250,7 @@ export class CertificateAuthority {
     const entries = this.store
       .listRevocations(now)
       .serials.filter(
-        (r) => this.store.getCert(r.serialHex)?.issuerSerialHex === this.issuer.serialHex,
+        (r) => this.store.getCert(r.serialHex)?.issuerSerialHex === this.signer.current.serialHex,
       )
       .map((r) => ({
         serialHex: r.serialHex,
@@ -261,7 +259,7 @@ export class CertificateAuthority {
       }));
     const crlNumber = this.state.version;
     const pem = createCrl({
-      issuer: this.issuer,
+      issuer: this.signer.current,
       entries,
       crlNumber,
       thisUpdate: now,
@@ -348,28 +346,21 @@ export class CertificateAuthority {
     };
   }
 
-  private issue(csr: ParsedCsr, spiffeId: string, ttlSeconds: number, via: IssuedVia): SignedChain {
-    const now = this.now();
-    const leaf = createLeafCertificate({
-      publicKey: csr.publicKey,
-      spiffeId,
-      issuer: this.issuer,
-      ttlSeconds,
-      now,
-    });
-    this.store.recordIssued({
+  /** Records a signed leaf durably, logs it, and returns it with its chain. */
+  private async record(leaf: SignedLeaf, via: IssuedVia): Promise<SignedChain> {
+    await this.recorder.record({
       serialHex: leaf.serialHex,
-      spiffeId,
+      spiffeId: leaf.spiffeId,
       notBefore: leaf.notBefore,
       notAfter: leaf.notAfter,
       issuedVia: via,
-      issuerSerialHex: this.issuer.serialHex,
-      now,
+      issuerSerialHex: leaf.issuerSerialHex,
+      now: this.now(),
     });
     this.log.info(
       {
         event: 'cert.issued',
-        peer_id: spiffeId,
+        peer_id: leaf.spiffeId,
         serial: leaf.serialHex,
         via,
         not_after: leaf.notAfter.toISOString(),
@@ -377,44 +368,14 @@ export class CertificateAuthority {
       'certificate issued',
     );
     return {
-      spiffeId,
+      spiffeId: leaf.spiffeId,
       serialHex: leaf.serialHex,
-      chainPem: [leaf.pem, this.issuer.certPem],
+      chainPem: [leaf.pem, leaf.issuerCertPem],
       trustBundlePem: this.trustBundlePem,
       notBefore: leaf.notBefore,
       notAfter: leaf.notAfter,
       trustVersion: this.state.version,
     };
-  }
-
-  /** The X.509-SVID rule: exactly one URI SAN, a SPIFFE ID of this trust domain, nothing else. */
-  private requestedId(csr: ParsedCsr): string {
-    const extras =
-      csr.dnsNames.length + csr.ipAddresses.length + csr.emails.length + csr.otherSanCount;
-    if (csr.uris.length !== 1 || extras > 0) {
-      throw new AuthorityError(
-        'CSR_SAN_INVALID',
-        `CSR must carry exactly one URI SAN and no other SAN; it has ${csr.uris.length} URI and ${extras} other`,
-      );
-    }
-    return this.checkInDomain(csr.uris[0] as string);
-  }
-
-  private checkInDomain(spiffeId: string): string {
-    const id = parseSpiffeId(spiffeId);
-    if (id.trustDomain !== this.options.trustDomain) {
-      throw new AuthorityError(
-        'TRUST_DOMAIN_MISMATCH',
-        `${spiffeId} is outside trust domain ${this.options.trustDomain}`,
-      );
-    }
-    if (id.path === '') {
-      throw new AuthorityError(
-        'SPIFFE_ID_INVALID',
-        `${spiffeId} names a trust domain, not a workload`,
-      );
-    }
-    return id.uri;
   }
 
   private checkNotRevoked(spiffeId: string): void {
@@ -438,7 +399,7 @@ export class CertificateAuthority {
     const clamped = Math.min(Math.max(asked, minSeconds), this.options.maxTtlSeconds);
     // A leaf must not outlive the intermediate that signs it.
     const untilIssuerExpiry = Math.floor(
-      (notAfterOf(this.issuer).getTime() - this.now().getTime()) / 1000,
+      (notAfterOf(this.signer.current).getTime() - this.now().getTime()) / 1000,
     );
     return Math.max(minSeconds, Math.min(clamped, untilIssuerExpiry));
   }

@@ -60,6 +60,8 @@ export interface LoadedCaDir {
   rootPem: string;
   bundlePem: string;
   intermediate: Issuer;
+  /** The intermediate's private key, decrypted in memory for signing. */
+  intermediateKey: KeyObject;
   isRootKeyPresent: boolean;
 }
 
@@ -197,6 +199,7 @@ export function loadCaDir(dir: string, passphrase: PassphraseSource): LoadedCaDi
     rootPem: readText(join(dir, CA_FILES.rootCert)),
     bundlePem: readText(join(dir, CA_FILES.bundle)),
     intermediate: loadIssuer(interPem, interKey),
+    intermediateKey: interKey,
     isRootKeyPresent: existsSync(join(dir, CA_FILES.rootKey)),
   };
 }

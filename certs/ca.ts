@@ -25,13 +25,13 @@ import { caId } from './spiffe-id.js';
 import { SaTokenVerifier } from './authn/index.js';
 import { CaStore } from './store/index.js';
 import { adminService } from './server/admin-service.js';
+import { SigningPool } from './signing/index.js';
 import { CaServerCredentials, type ServingIdentity } from './server/tls-credentials.js';
 import { workloadService } from './server/workload-service.js';
 import {
   createCsr,
   createIntermediateCertificate,
   generateKeyPairSync,
-  loadIssuer,
   serialHexOf,
 } from './x509/index.js';
 
@@ -53,6 +53,8 @@ export interface CaServeConfig {
   saJwks: string | undefined;
   saIssuer: string | undefined;
   passphrase: PassphraseSource;
+  /** Worker threads that parse CSRs and sign (0: on the main thread). */
+  signWorkers?: number;
   /** How often expired revocations are swept from the revocation set. */
   sweepIntervalMs: number;
 }
@@ -95,6 +97,10 @@ export async function startCa(
     config.saJwks && config.saIssuer
       ? new SaTokenVerifier({ jwks: config.saJwks, issuer: config.saIssuer, trustDomain })
       : undefined;
+  const signer = new SigningPool(
+    { workers: config.signWorkers ?? 0, trustDomain },
+    { certPem: loaded.intermediate.certPem, key: loaded.intermediateKey },
+  );
   const authority = new CertificateAuthority({
     options: {
       trustDomain,
@@ -103,30 +109,32 @@ export async function startCa(
       ...(config.minTtlSeconds ? { minTtlSeconds: config.minTtlSeconds } : {}),
     },
     store,
-    intermediate: loaded.intermediate,
+    signer,
     bundlePem: loaded.bundlePem,
     log,
     metrics,
     ...(saVerifier ? { saVerifier } : {}),
   });
 
-  const credentials = new CaServerCredentials(issueServingIdentity(authority, loaded.bundlePem));
+  const credentials = new CaServerCredentials(
+    await issueServingIdentity(authority, loaded.bundlePem),
+  );
   const servingTimer = setInterval(
     () => {
-      try {
-        credentials.update(issueServingIdentity(authority, loaded.bundlePem));
-      } catch (err) {
-        log.error(
-          { err_code: 'SERVING_RENEWAL_FAILED', reason: errorMessage(err) },
-          'serving certificate renewal failed',
-        );
-      }
+      issueServingIdentity(authority, loaded.bundlePem).then(
+        (identity) => credentials.update(identity),
+        (err: unknown) =>
+          log.error(
+            { err_code: 'SERVING_RENEWAL_FAILED', reason: errorMessage(err) },
+            'serving certificate renewal failed',
+          ),
+      );
     },
     (SERVING_TTL_SECONDS * 1000) / 2,
   );
   servingTimer.unref();
 
-  const rotateIntermediate = (ttlSeconds: number) => {
+  const rotateIntermediate = async (ttlSeconds: number) => {
     const rootIssuer = loadRootIssuer(config.dir, config.passphrase);
     const key = generateKeyPairSync(loaded.config.keyType);
     const cert = createIntermediateCertificate({
@@ -141,8 +149,8 @@ export async function startCa(
       key: key.privateKey,
       previousSerial: previous.serialHex,
     });
-    authority.useIntermediate(loadIssuer(cert.pem, key.privateKey));
-    credentials.update(issueServingIdentity(authority, loaded.bundlePem));
+    authority.useIntermediate(cert.pem, key.privateKey);
+    credentials.update(await issueServingIdentity(authority, loaded.bundlePem));
     return { oldSerial: previous.serialHex, newSerial: cert.serialHex, notAfter: cert.notAfter };
   };
 
@@ -239,6 +247,7 @@ export async function startCa(
         const closing = metricsServer;
         await new Promise<void>((resolve) => closing.close(() => resolve()));
       }
+      await signer.close();
       store.close();
       log.info({ event: 'ca.stopped' }, 'ca stopped');
     },
@@ -246,10 +255,13 @@ export async function startCa(
 }
 
 /** Issues the CA's own short-lived serving certificate for its SPIFFE ID. */
-function issueServingIdentity(authority: CertificateAuthority, bundlePem: string): ServingIdentity {
+async function issueServingIdentity(
+  authority: CertificateAuthority,
+  bundlePem: string,
+): Promise<ServingIdentity> {
   const key = generateKeyPairSync('ecdsa-p256');
   const spiffeId = caId(authority.options.trustDomain);
-  const signed = authority.issueForAdmin({
+  const signed = await authority.issueForAdmin({
     spiffeId,
     csrPem: createCsr({ key, spiffeId }),
     ttlSeconds: Math.min(SERVING_TTL_SECONDS, authority.options.maxTtlSeconds),

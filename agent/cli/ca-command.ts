@@ -107,6 +107,10 @@ export function registerCaCommands(program: Command, deps: CaCommandDeps): void 
     .option('--default-ttl <duration>', 'certificate lifetime when none is asked (default 1h)')
     .option('--max-ttl <duration>', 'longest certificate lifetime (default 24h)')
     .option('--min-ttl <duration>', 'shortest certificate lifetime (default 1m, at least 5s)')
+    .option(
+      '--sign-workers <n>',
+      'worker threads that parse CSRs and sign; 0 signs on the main thread (default 1)',
+    )
     .option('--sa-jwks <file|url>', 'JWKS of the Kubernetes service-account issuer')
     .option('--sa-issuer <iss>', 'issuer (iss) of Kubernetes service-account tokens')
     .option(

@@ -20,6 +20,7 @@ export interface CaServeFlags {
   defaultTtl?: string;
   maxTtl?: string;
   minTtl?: string;
+  signWorkers?: string;
   saJwks?: string;
   saIssuer?: string;
   passphraseFile?: string;
@@ -102,6 +103,15 @@ export function loadCaServeConfig(
   if (defaultTtlSeconds && maxTtlSeconds && defaultTtlSeconds > maxTtlSeconds) {
     problems.add('--default-ttl', String(defaultTtlSeconds), 'exceeds --max-ttl');
   }
+  const signWorkers = problems.check(
+    '--sign-workers',
+    pick('signWorkers', flags.signWorkers) ?? '1',
+    (v) => {
+      if (!/^\d+$/.test(v) || Number(v) > 16)
+        throw new Error('must be a whole number from 0 to 16');
+      return Number(v);
+    },
+  );
   const saJwks = pick('saJwks', flags.saJwks);
   const saIssuer = pick('saIssuer', flags.saIssuer);
   if (Boolean(saJwks) !== Boolean(saIssuer)) {
@@ -119,6 +129,7 @@ export function loadCaServeConfig(
     defaultTtlSeconds: defaultTtlSeconds as number,
     maxTtlSeconds: maxTtlSeconds as number,
     minTtlSeconds: minTtlSeconds as number,
+    signWorkers: signWorkers as number,
     saJwks,
     saIssuer,
     passphrase: common.passphrase,

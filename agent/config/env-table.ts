@@ -12,6 +12,7 @@ export const ENV_BY_FLAG = {
   defaultTtl: 'PALISADE_CA_DEFAULT_TTL',
   maxTtl: 'PALISADE_CA_MAX_TTL',
   minTtl: 'PALISADE_CA_MIN_TTL',
+  signWorkers: 'PALISADE_CA_SIGN_WORKERS',
   saJwks: 'PALISADE_CA_SA_JWKS',
   saIssuer: 'PALISADE_CA_SA_ISSUER',
   passphraseFile: 'PALISADE_CA_PASSPHRASE_FILE',

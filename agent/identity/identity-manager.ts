@@ -13,6 +13,9 @@ import { renewAtMs } from './renewal-time.js';
 import { trustSnapshotOf, type TrustSnapshot } from './trust-snapshot.js';
 import { TrustWatch } from './trust-watch.js';
 
+/** Shortest retry delay while the certificate is still valid, in milliseconds. */
+const MIN_RETRY_BEFORE_EXPIRY_MS = 100;
+
 /**
  * Renewal errors that no retry of the same proof can cure: the certificate
  * or the identity is refused for good, so only a token can get a new one.
@@ -225,7 +228,11 @@ export class IdentityManager {
 
     const nowMs = clock.now();
     const notAfterMs = credential.notAfter.getTime();
-    const renewInMs = renewAtMs(credential.notBefore.getTime(), notAfterMs, this.#o.random) - nowMs;
+    // The CA back-dates notBefore for clock skew; count the lifetime from when
+    // the certificate arrived, or a short-lived one would look half spent
+    // already and be renewed in a loop.
+    const validFromMs = Math.max(credential.notBefore.getTime(), nowMs);
+    const renewInMs = renewAtMs(validFromMs, notAfterMs, this.#o.random) - nowMs;
     this.#clearTimer('rotation');
     this.#rotationTimer = clock.setTimeout(() => void this.#rotate(), Math.max(0, renewInMs));
     this.#clearTimer('expiry');
@@ -243,10 +250,13 @@ export class IdentityManager {
     const nowMs = clock.now();
     let retryInMs = backoffDelayMs(this.#failures++, this.#o.random);
     const notAfterMs = this.#credential?.notAfter.getTime();
-    // While the current certificate is valid, the next try comes no later
-    // than its expiry: that is the last moment a renewal can still help.
+    // While the current certificate is valid, retry within half the time it
+    // has left: a try landing at expiry itself could no longer renew by it.
     if (notAfterMs !== undefined && nowMs < notAfterMs) {
-      retryInMs = Math.min(retryInMs, notAfterMs - nowMs);
+      retryInMs = Math.min(
+        retryInMs,
+        Math.max(MIN_RETRY_BEFORE_EXPIRY_MS, (notAfterMs - nowMs) / 2),
+      );
     }
     log.warn(
       {

@@ -14,6 +14,8 @@ const MAX_CACHED_SESSIONS = 256;
 interface CachedSession {
   ticket: Buffer;
   chainDer: Buffer[];
+  /** The verified peer leaf's notAfter; a session past it would be refused as expired. */
+  notAfter: Date;
 }
 
 /** A dial refused because the peer failed verification. */
@@ -65,7 +67,11 @@ export class PeerDialer {
     const started = performance.now();
     const timeoutMs = this.ctx.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
     return new Promise((resolve, reject) => {
-      const session = this.sessions.get(key);
+      let session = this.sessions.get(key);
+      if (session && session.notAfter.getTime() <= Date.now()) {
+        this.sessions.delete(key);
+        session = undefined;
+      }
       const options: ConnectionOptions & { allowHalfOpen: boolean } = {
         host,
         port,
@@ -88,9 +94,9 @@ export class PeerDialer {
       // TLS 1.3 tickets arrive after the handshake, so the chain verified below
       // is known by then; a resumed session presents no certificate and stands
       // on the chain verified when its ticket was issued.
-      let verifiedChain: Buffer[] | undefined;
+      let verified: { chainDer: Buffer[]; notAfter: Date } | undefined;
       socket.on('session', (ticket: Buffer) => {
-        if (verifiedChain) this.remember(key, { ticket, chainDer: verifiedChain });
+        if (verified) this.remember(key, { ticket, ...verified });
       });
       socket.once('error', (err) => {
         clearTimeout(timer);
@@ -120,7 +126,7 @@ export class PeerDialer {
           reject(new PeerRejectedError(verdict.reason, verdict.detail, verdict.spiffeId));
           return;
         }
-        verifiedChain = verdict.chainDer;
+        verified = { chainDer: verdict.chainDer, notAfter: verdict.notAfter };
         resolve({
           socket,
           spiffeId: verdict.spiffeId,

@@ -9,7 +9,9 @@ import { signResponse } from './workload-service.js';
 export interface AdminDeps {
   authority: CertificateAuthority;
   /** Makes, persists and switches to a new intermediate; returns both serials. */
-  rotateIntermediate(ttlSeconds: number): { oldSerial: string; newSerial: string; notAfter: Date };
+  rotateIntermediate(
+    ttlSeconds: number,
+  ): Promise<{ oldSerial: string; newSerial: string; notAfter: Date }>;
   status(): pb.StatusResponse;
 }
 
@@ -19,7 +21,7 @@ export interface AdminDeps {
  */
 export function adminService(deps: AdminDeps, ctx: HandlerContext): UntypedServiceImplementation {
   const { authority } = deps;
-  const admin = <Req, Res>(rpc: string, handle: (request: Req) => Res) =>
+  const admin = <Req, Res>(rpc: string, handle: (request: Req) => Res | Promise<Res>) =>
     unaryHandler<Req, Res>(ctx, rpc, 'admin.rejected', (call: ServerUnaryCall<Req, Res>) => {
       const adminSerial = authority.checkAdmin(verifiedPeer(call));
       ctx.log.debug({ rpc, serial: adminSerial }, 'admin call');
@@ -27,8 +29,8 @@ export function adminService(deps: AdminDeps, ctx: HandlerContext): UntypedServi
     });
 
   return {
-    Issue: admin<pb.IssueRequest, pb.SignResponse>('Issue', (req) =>
-      signResponse(authority.issueForAdmin(req)),
+    Issue: admin<pb.IssueRequest, pb.SignResponse>('Issue', async (req) =>
+      signResponse(await authority.issueForAdmin(req)),
     ),
 
     Revoke: admin<pb.RevokeRequest, pb.RevokeResponse>('Revoke', (req) => {
@@ -104,8 +106,8 @@ export function adminService(deps: AdminDeps, ctx: HandlerContext): UntypedServi
 
     RotateIntermediate: admin<pb.RotateIntermediateRequest, pb.RotateIntermediateResponse>(
       'RotateIntermediate',
-      (req) => {
-        const rotated = deps.rotateIntermediate(req.ttlSeconds);
+      async (req) => {
+        const rotated = await deps.rotateIntermediate(req.ttlSeconds);
         return {
           oldSerial: rotated.oldSerial,
           newSerial: rotated.newSerial,

@@ -11,6 +11,7 @@ export type {
   AuditVerdict,
   CertRecord,
   IdentityRevocation,
+  IssuedRecordInput,
   IssuedVia,
   JoinTokenRecord,
   RevocationSet,

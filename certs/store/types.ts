@@ -11,6 +11,17 @@ export const ISSUED_VIA: readonly IssuedVia[] = [
 ];
 
 /** One issued certificate as the store remembers it (never its body or key). */
+/** What the CA records about a certificate it has just signed. */
+export interface IssuedRecordInput {
+  serialHex: string;
+  spiffeId: string;
+  notBefore: Date;
+  notAfter: Date;
+  issuedVia: IssuedVia;
+  issuerSerialHex: string;
+  now?: Date;
+}
+
 export interface CertRecord {
   serialHex: string;
   spiffeId: string;

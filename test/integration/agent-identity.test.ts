@@ -245,10 +245,14 @@ t.test('renews by certificate at 60% of the lifetime with a new serial and key',
   manager.start();
   await manager.ready();
   const first = manager.credential as WorkloadCredential;
-  const lifetimeMs = first.notAfter.getTime() - first.notBefore.getTime();
-  const renewAt = first.notBefore.getTime() + Math.round(lifetimeMs * 0.6);
+  // The lifetime counts from arrival (the fake clock has not moved since),
+  // not from the CA's back-dated notBefore.
+  const arrivedAt = clock.now();
+  t.ok(first.notBefore.getTime() < arrivedAt, 'notBefore is back-dated');
+  const lifetimeMs = first.notAfter.getTime() - arrivedAt;
+  const renewAt = arrivedAt + Math.round(lifetimeMs * 0.6);
   t.equal(
-    renewAtMs(first.notBefore.getTime(), first.notAfter.getTime(), () => 1),
+    renewAtMs(arrivedAt, first.notAfter.getTime(), () => 1),
     renewAt,
   );
 
@@ -281,8 +285,8 @@ t.test('schedules renewal at 40% of the lifetime when the jitter draws 0', async
   manager.start();
   await manager.ready();
   const c = manager.credential as WorkloadCredential;
-  const lifetimeMs = c.notAfter.getTime() - c.notBefore.getTime();
-  const renewAt = c.notBefore.getTime() + Math.round(lifetimeMs * 0.4);
+  const lifetimeMs = c.notAfter.getTime() - clock.now();
+  const renewAt = clock.now() + Math.round(lifetimeMs * 0.4);
   t.same(
     clock.pendingDelaysMs(),
     [renewAt - clock.now(), c.notAfter.getTime() - clock.now()],
@@ -336,10 +340,11 @@ t.test(
     manager.start();
     await manager.ready();
     const first = manager.credential as WorkloadCredential;
+    const arrivedAt = clock.now();
 
     await env.ca.stop();
     const failures = () => log.events('cert.rotation_failed');
-    clock.advanceTo(renewAtMs(first.notBefore.getTime(), first.notAfter.getTime(), () => 0.999));
+    clock.advanceTo(renewAtMs(arrivedAt, first.notAfter.getTime(), () => 0.999));
     const delays: number[] = [];
     for (let i = 1; i <= 5; i++) {
       await until(() => failures().length >= i);
@@ -378,7 +383,7 @@ t.test(
 
     await env.ca.stop();
     const failures = () => log.events('cert.rotation_failed');
-    await driveUntil(clock, () => clock.now() >= first.notAfter.getTime(), 10_000);
+    await driveUntil(clock, () => clock.now() >= first.notAfter.getTime(), 2_000);
     t.equal(manager.state, 'expired');
     t.notOk(manager.isReady(), 'readiness drops at expiry');
     t.equal(manager.credential, first, 'the last credential is still on hand');
@@ -393,6 +398,8 @@ t.test(
     // Past expiry the token file is the proof. The real CA issues by the real
     // time, which this fake clock has overtaken: the manager refuses a
     // certificate already over by its own clock instead of renewing in a loop.
+    // Move the fake clock well past anything the real CA would now issue.
+    await driveUntil(clock, () => clock.now() >= first.notAfter.getTime() + 30_000, 10_000);
     const before = failures().length;
     await restartCa();
     await driveUntil(clock, () => failures().length > before + 1, 1000);

@@ -5,7 +5,6 @@
 // and that a peer whose certificate ran out is cut off at its notAfter, with
 // `peer.expired` logged, while the expired agent reports itself not ready.
 import t from 'tap';
-import type { Socket } from 'node:net';
 import { makeCaDir, startTestCa, type TestCa } from '../helpers/ca-fixture.js';
 import {
   closedWithin,
@@ -27,6 +26,12 @@ const TRAFFIC_MS = 16_000;
 /** Pause between a long-lived connection's pings. */
 const PING_EVERY_MS = 100;
 
+/** Margin before its first admitted certificate expires at which a connection is let go. */
+const LET_GO_MARGIN_MS = 2500;
+
+/** How long the CA stays down while certificates are still valid. */
+const OUTAGE_MS = 2500;
+
 /** Short-lived connection loops running side by side. */
 const SHORT_LOOPS = 2;
 
@@ -45,27 +50,88 @@ function liveNotAfters(agent: MeshAgent): Date[] {
   return seen;
 }
 
-/** Pings `socket` every PING_EVERY_MS until `untilMs`; counts answers and failures. */
-async function pingUntil(
-  socket: Socket,
+/** What a relay of long-lived connections saw. */
+interface LongLivedTally {
+  connections: number;
+  pingsOk: number;
+  pingsFailed: number;
+  /** Connections the far side closed before the test let go of them. */
+  dropped: number;
+  /** Per connection, the fewest renewals either agent made while it was open. */
+  rotationsSurvived: number[];
+  firstError: string | undefined;
+}
+
+/** The live connections of `agent`: id to the peer certificate's notAfter, epoch ms. */
+function liveConnections(agent: MeshAgent): Map<number, number> {
+  const seen = new Map<number, number>();
+  agent.agent.live.closeWhere((conn) => void seen.set(conn.id, conn.notAfter.getTime()));
+  return seen;
+}
+
+/** The earliest peer notAfter (epoch ms) among live connections that were not in `known`. */
+function earliestNewNotAfter(agents: MeshAgent[], known: Set<number>[]): number {
+  const notAfters = agents.flatMap((a, n) =>
+    [...liveConnections(a)].filter(([id]) => !known[n]?.has(id)).map(([, ms]) => ms),
+  );
+  return Math.min(...notAfters);
+}
+
+/**
+ * Holds long-lived connections through `port`, one after another, until
+ * `untilMs` (performance time), pinging each every PING_EVERY_MS. A connection
+ * never outlives the certificates it was admitted with (the agents close it at
+ * their notAfter, see the expiry test below), so each is let go a second
+ * before the earliest of them and replaced; every rotation of both agents in
+ * between happens under it.
+ */
+async function longLivedUntil(
+  port: number,
+  agents: MeshAgent[],
   untilMs: number,
-): Promise<{ ok: number; failed: number; firstError: string | undefined }> {
-  const tally = { ok: 0, failed: 0, firstError: undefined as string | undefined };
-  for (let i = 0; performance.now() < untilMs; i++) {
-    const text = `ping-${i}`;
-    try {
-      const answer = await ping(socket, text, 2000);
-      if (answer === text) tally.ok++;
+): Promise<LongLivedTally> {
+  const tally: LongLivedTally = {
+    connections: 0,
+    pingsOk: 0,
+    pingsFailed: 0,
+    dropped: 0,
+    rotationsSurvived: [],
+    firstError: undefined,
+  };
+  while (performance.now() < untilMs - 1000) {
+    const known = agents.map((a) => new Set(liveConnections(a).keys()));
+    const renewedBefore = agents.map((a) => renewals(a).length);
+    const socket = await dial(port);
+    const n = ++tally.connections;
+    let isLetGo = false;
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      if (!isLetGo) tally.dropped++;
+    });
+
+    let letGoMs = untilMs;
+    for (let i = 0; !socket.destroyed && performance.now() < letGoMs; i++) {
+      const text = `ping-${n}-${i}`;
+      const answer = await ping(socket, text, 2000).catch((err: Error) => err.message);
+      if (answer === text) tally.pingsOk++;
       else {
-        tally.failed++;
-        tally.firstError ??= `answer ${JSON.stringify(answer)} to ${text}`;
+        tally.pingsFailed++;
+        tally.firstError ??= `connection ${n} ping ${i}: ${answer}`;
       }
-    } catch (err) {
-      tally.failed++;
-      tally.firstError ??= (err as Error).message;
+      // Both agents hold the connection once it has carried a ping.
+      if (i === 0) {
+        const expiresMs = earliestNewNotAfter(agents, known);
+        // Let go well before expiry: on a loaded machine one ping can take a second.
+        letGoMs = Math.min(untilMs, expiresMs - LET_GO_MARGIN_MS - Date.now() + performance.now());
+      }
+      await new Promise((r) => setTimeout(r, PING_EVERY_MS));
     }
-    if (socket.destroyed) break;
-    await new Promise((r) => setTimeout(r, PING_EVERY_MS));
+
+    tally.rotationsSurvived.push(
+      Math.min(...agents.map((a, k) => renewals(a).length - (renewedBefore[k] ?? 0))),
+    );
+    isLetGo = true;
+    socket.destroy();
   }
   return tally;
 }
@@ -114,14 +180,10 @@ t.test('with 10-second certificates on both sides', async (t) => {
     const lifetimeMs = issued ? issued.notAfter.getTime() - Date.now() : 0;
     t.ok(lifetimeMs <= 10_000 && lifetimeMs > 8_000, `certificate lasts ${lifetimeMs} ms`);
 
-    const long = await dial(client.upstreamPort());
-    long.on('error', () => undefined);
-    let longClosed = false;
-    long.once('close', () => (longClosed = true));
     const before = { server: renewals(server).length, client: renewals(client).length };
     const untilMs = performance.now() + TRAFFIC_MS;
-    const [pings, ...loops] = await Promise.all([
-      pingUntil(long, untilMs),
+    const [long, ...loops] = await Promise.all([
+      longLivedUntil(client.upstreamPort(), [server, client], untilMs),
       ...Array.from({ length: SHORT_LOOPS }, (_, n) =>
         roundTripsUntil(client.upstreamPort(), untilMs, `loop${n}`),
       ),
@@ -138,10 +200,10 @@ t.test('with 10-second certificates on both sides', async (t) => {
 
     t.ok(
       rotated.server >= 2 && rotated.client >= 2,
-      `rotations by renewal in ${TRAFFIC_MS} ms: server ${rotated.server}, client ${rotated.client}`,
+      `renewals in ${TRAFFIC_MS} ms: server ${rotated.server}, client ${rotated.client}`,
     );
-    // Renewal falls at 40%..60% of a lifetime, so 10-second certificates renew
-    // at most every 4 s: a handful in the window, never a storm.
+    // Renewal falls at 40%..60% of a lifetime, so 10-second certificates
+    // renew at most every 4 s: a handful in the window, never a storm.
     const most = Math.ceil(TRAFFIC_MS / 4000) + 1;
     t.ok(
       rotated.server <= most && rotated.client <= most,
@@ -150,23 +212,25 @@ t.test('with 10-second certificates on both sides', async (t) => {
     t.equal(
       trips.failed,
       0,
-      `${trips.ok} round trips ok, ${trips.failed} failed (${trips.firstError ?? 'none'})`,
+      `${trips.ok} short round trips ok, ${trips.failed} failed (${trips.firstError ?? 'none'})`,
     );
     t.ok(trips.ok > 100, `${trips.ok} short connections made`);
     t.equal(
-      pings.failed,
+      long.pingsFailed,
       0,
-      `long-lived connection: ${pings.ok} pings ok, ${pings.failed} failed (${pings.firstError ?? 'none'})`,
+      `${long.connections} long-lived connections: ${long.pingsOk} pings ok, ` +
+        `${long.pingsFailed} failed (${long.firstError ?? 'none'})`,
     );
-    t.notOk(longClosed, 'the long-lived connection survived every rotation');
-    for (const a of [server, client])
-      for (const ev of ['peer.rejected', 'peer.expired', 'cert.rotation_failed'])
-        t.comment(a.id, ev, JSON.stringify(a.captured.events(ev).slice(0, 3)));
-    t.comment(
-      JSON.stringify(client.captured.lines.filter((l) => l['msg'] === 'dial failed').slice(0, 3)),
+    t.equal(long.dropped, 0, 'no long-lived connection was dropped by a rotation');
+    // A connection lives until shortly before the first certificate it was
+    // admitted with expires, so those opened late in a certificate's life
+    // see no renewal; the others must live through renewals on both sides.
+    t.ok(
+      long.rotationsSurvived.some((n) => n >= 1),
+      `long-lived connections lived through renewals of both agents: ` +
+        `${long.rotationsSurvived.join(', ')}`,
     );
-    t.ok(pings.ok >= TRAFFIC_MS / (PING_EVERY_MS * 2), `${pings.ok} pings answered`);
-    long.destroy();
+    t.ok(long.pingsOk >= TRAFFIC_MS / (PING_EVERY_MS * 2), `${long.pingsOk} pings answered`);
   });
 
   await t.test(
@@ -183,12 +247,19 @@ t.test('with 10-second certificates on both sides', async (t) => {
         await eventually(() => client.captured.events('cert.rotation_failed').length > 0, 8000),
         'the client tries to renew and fails while the CA is down',
       );
-      for (let i = 0; i < 5; i++) {
-        const text = `outage-${i}`;
-        t.equal((await roundTrip(client.upstreamPort(), Buffer.from(text))).toString(), text);
+      // Serve through the outage for a while, asking readiness as a probe would.
+      const outage = { trips: 0, failed: 0, notReady: 0 };
+      while (Date.now() - stoppedAt < OUTAGE_MS) {
+        const text = `outage-${outage.trips++}`;
+        const echoed = (await roundTrip(client.upstreamPort(), Buffer.from(text))).toString();
+        if (echoed !== text) outage.failed++;
+        for (const agent of [server, client]) {
+          if ((await agent.admin('/readyz')).status !== 200) outage.notReady++;
+        }
+        await new Promise((r) => setTimeout(r, 200));
       }
-      t.equal((await client.admin('/readyz')).status, 200, 'client ready during the outage');
-      t.equal((await server.admin('/readyz')).status, 200, 'server ready during the outage');
+      t.equal(outage.failed, 0, `${outage.trips} round trips during the outage, none failed`);
+      t.equal(outage.notReady, 0, 'both agents answer /readyz 200 throughout the outage');
 
       const before = { server: renewals(server).length, client: renewals(client).length };
       env = await startTestCa(caDir.dir, {

@@ -32,7 +32,9 @@ writeFileSync(
 );
 const SA_ISSUER = 'https://kubernetes.default.svc';
 
-let env: TestCa = await startTestCa(caDir.dir, { saJwks: jwksPath, saIssuer: SA_ISSUER });
+// This file's CA signs on a worker thread, as `palisade ca serve` does by default.
+const caOptions = { saJwks: jwksPath, saIssuer: SA_ISSUER, signWorkers: 1 };
+let env: TestCa = await startTestCa(caDir.dir, caOptions);
 // Every CA started in this file, so events can be checked across the restart.
 const started: TestCa[] = [env];
 const eventsNamed = (name: string) => started.flatMap((e) => e.captured.events(name));
@@ -479,7 +481,7 @@ t.test('state survives a restart: certificates, revocations and spent tokens', a
   admin.close();
   await env.ca.stop();
 
-  env = await startTestCa(caDir.dir, { saJwks: jwksPath, saIssuer: SA_ISSUER });
+  env = await startTestCa(caDir.dir, caOptions);
   started.push(env);
   admin = env.admin();
   const after = await admin.list({ includeExpired: true });

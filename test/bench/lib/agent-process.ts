@@ -41,6 +41,8 @@ export interface AgentProcess extends BenchChild {
 /** How to start one agent; `args` are the `palisade agent` flags. */
 export interface AgentProcessOptions {
   args: readonly string[];
+  /** Extra environment, e.g. PALISADE_JOIN_TOKEN, which stays out of `ps` unlike a flag. */
+  env?: Record<string, string>;
   /** When set, the agent runs under `node --cpu-prof` and writes its profile here on exit. */
   cpuProfileDir?: string;
 }
@@ -69,12 +71,11 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
   const nodeFlags = options.cpuProfileDir
     ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`]
     : [];
-  const child = spawnBenchChild(process.execPath, [
-    ...nodeFlags,
-    MAIN_JS_PATH,
-    'agent',
-    ...options.args,
-  ]);
+  const child = spawnBenchChild(
+    process.execPath,
+    [...nodeFlags, MAIN_JS_PATH, 'agent', ...options.args],
+    { env: { ...process.env, ...options.env } },
+  );
   try {
     const ready = await waitForLine(child, parseReadyLine, READY_TIMEOUT_MS, 'agent');
     return {

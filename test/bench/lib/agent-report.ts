@@ -41,8 +41,10 @@ export interface WindowResources {
   appCpuSeconds: number;
   /** CPU used by the load generator: wrk, or the bench itself for bulk. */
   loadCpuSeconds: number;
-  /** CPU the rest of the machine used during the window, in percent of one core. */
+  /** CPU the rest of the machine used during the window (softirq aside), in % of one core. */
   othersCpuPercent: number;
+  /** Machine-wide soft-interrupt time during the window, mostly loopback traffic, in % of one core. */
+  softirqCpuPercent: number;
   /** Highest VmRSS sampled during the window, in bytes. */
   agentRssMaxBytes: PerAgent<number>;
 }
@@ -81,6 +83,8 @@ export interface AgentFootprint {
 export interface AgentBenchReport {
   startedAt: string;
   machine: MachineInfo;
+  /** 1, 5 and 15 minute load averages as the run started and ended. */
+  loadAverage: { atStart: number[]; atEnd: number[] };
   settings: Record<string, unknown>;
   scenarios: ScenarioFigures[];
   agents: AgentFootprint;
@@ -93,6 +97,7 @@ export function formatAgentReport(report: AgentBenchReport): string {
   const header =
     `agent data-path benchmark, ${report.startedAt}\n` +
     `machine: ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}, ${machine.os}\n` +
+    `load average at start / end: ${loadOf(report.loadAverage.atStart)} / ${loadOf(report.loadAverage.atEnd)}\n` +
     `wrk: ${String(settings.connections)} connections, ${String(settings.threads)} thread(s), ` +
     `${String(settings.durationSeconds)} s windows; bulk ${String(settings.bulkMib)} MiB\n\n`;
   const find = (scenario: ScenarioKind, path: PathKind) =>
@@ -116,6 +121,7 @@ export function formatAgentReport(report: AgentBenchReport): string {
         `${r.agentCpuSeconds.a.toFixed(2)} / ${r.agentCpuSeconds.b.toFixed(2)} s`,
         path === 'mesh' ? String(Math.round(r.agentCpuUsPerUnit)) : '-',
         `${r.othersCpuPercent}%${figures.isBusy ? ' (busy)' : ''}`,
+        `${r.softirqCpuPercent}%`,
         String(figures.attempts.length),
       ]);
     }
@@ -131,6 +137,7 @@ export function formatAgentReport(report: AgentBenchReport): string {
       'agent cpu A / B',
       'agent us/req',
       'others cpu',
+      'softirq',
       'attempts',
     ],
     requestRows,
@@ -150,12 +157,22 @@ export function formatAgentReport(report: AgentBenchReport): string {
         `${r.agentCpuSeconds.a.toFixed(2)} / ${r.agentCpuSeconds.b.toFixed(2)} s`,
         path === 'mesh' ? String(Math.round(r.agentCpuUsPerUnit)) : '-',
         `${r.othersCpuPercent}%${figures.isBusy ? ' (busy)' : ''}`,
+        `${r.softirqCpuPercent}%`,
         String(figures.attempts.length),
       ],
     ];
   });
   const bulk = formatTable(
-    ['bulk', 'MB/s', 'seconds', 'agent cpu A / B', 'agent us/MB', 'others cpu', 'attempts'],
+    [
+      'bulk',
+      'MB/s',
+      'seconds',
+      'agent cpu A / B',
+      'agent us/MB',
+      'others cpu',
+      'softirq',
+      'attempts',
+    ],
     bulkRows,
   );
 
@@ -196,6 +213,10 @@ export function writeAgentReportJson(dir: string, report: AgentBenchReport): str
 export function errorCount(load: WrkResult): number {
   const e = load.errors;
   return e.connect + e.read + e.write + e.status + e.timeout;
+}
+
+function loadOf(averages: number[]): string {
+  return averages.map((n) => n.toFixed(2)).join(' ');
 }
 
 function withRatio(value: number, direct: number | undefined): string {

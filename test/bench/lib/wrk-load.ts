@@ -36,6 +36,9 @@ done = function(summary, latency, requests)
 end
 `;
 
+/** Path of the Lua script, once written. */
+let scriptPath: string | undefined;
+
 /** How one wrk run is shaped. */
 export interface WrkOptions {
   url: string;
@@ -73,9 +76,7 @@ export function hasWrk(): boolean {
 
 /** Runs wrk once and parses its result line; rejects when wrk fails or prints none. */
 export async function runWrk(options: WrkOptions): Promise<WrkResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'palisade-wrk-'));
-  const script = join(dir, 'done.lua');
-  writeFileSync(script, DONE_SCRIPT);
+  const script = doneScriptPath();
   const args = [
     '-t',
     String(options.threads),
@@ -104,8 +105,17 @@ export async function runWrk(options: WrkOptions): Promise<WrkResult> {
     return parseResult(resultLine);
   } finally {
     clearTimeout(overrun);
-    rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Writes the Lua script once per process; it is removed as the process exits. */
+function doneScriptPath(): string {
+  if (scriptPath) return scriptPath;
+  const dir = mkdtempSync(join(tmpdir(), 'palisade-wrk-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  scriptPath = join(dir, 'done.lua');
+  writeFileSync(scriptPath, DONE_SCRIPT);
+  return scriptPath;
 }
 
 function parseResult(line: string): WrkResult {
