@@ -44,7 +44,7 @@ export async function startAgent(
   const { log, registry } = deps;
   const metrics = createAgentMetrics(registry);
   const trustDomain = config.identity.trustDomain;
-  const live = new LiveConnections();
+  const live = new LiveConnections({ log: log.child({ component: 'connections' }), metrics });
   const tlsHolder = new TlsContextHolder();
 
   let policy: WorkloadPolicy;

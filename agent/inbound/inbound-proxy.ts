@@ -12,7 +12,6 @@ import { splice } from '../net/index.js';
 import type { Decision, Mode } from '../policy/index.js';
 import {
   ChainCache,
-  closeEvent,
   verifyPeer,
   type LiveConnections,
   type TlsContextHolder,
@@ -197,33 +196,8 @@ export class InboundProxy {
       socket.destroy();
       return;
     }
-    const connId = this.deps.live.allocateId();
     const app = this.dialApp();
-    const remove = this.deps.live.add({
-      id: connId,
-      direction: DIRECTION,
-      peerId: verdict.spiffeId,
-      serialHex: verdict.serialHex,
-      chainSerials: verdict.chainSerials,
-      chainDer: verdict.chainDer,
-      notAfter: verdict.notAfter,
-      close: (reason) => {
-        this.deps.metrics.revokedDisconnects.inc({ reason });
-        this.deps.log.warn(
-          {
-            event: closeEvent(reason),
-            direction: DIRECTION,
-            conn_id: connId,
-            peer_id: verdict.spiffeId,
-            serial: verdict.serialHex,
-            reason,
-          },
-          'live connection closed',
-        );
-        socket.destroy();
-        app.destroy();
-      },
-    });
+    const { id: connId, remove } = this.deps.live.track(DIRECTION, verdict, [socket, app]);
     this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
     this.proxy(app, socket, connId, verdict.spiffeId, remove);
   }

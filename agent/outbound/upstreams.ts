@@ -4,7 +4,7 @@ import { formatHostPort } from '../../certs/host-port.js';
 import type { Logger } from '../../certs/log.js';
 import type { AgentMetrics, Direction } from '../metrics.js';
 import { splice } from '../net/index.js';
-import { closeEvent, type LiveConnections } from '../tls/index.js';
+import type { LiveConnections } from '../tls/index.js';
 import { PeerRejectedError, type PeerDialer } from './dialer.js';
 
 const DIRECTION: Direction = 'outbound';
@@ -96,32 +96,7 @@ export class ExplicitUpstreams {
           peer.socket.destroy();
           return;
         }
-        const connId = this.deps.live.allocateId();
-        const remove = this.deps.live.add({
-          id: connId,
-          direction: DIRECTION,
-          peerId: peer.spiffeId,
-          serialHex: peer.serialHex,
-          chainSerials: peer.chainSerials,
-          chainDer: peer.chainDer,
-          notAfter: peer.notAfter,
-          close: (reason) => {
-            this.deps.metrics.revokedDisconnects.inc({ reason });
-            this.deps.log.warn(
-              {
-                event: closeEvent(reason),
-                direction: DIRECTION,
-                conn_id: connId,
-                peer_id: peer.spiffeId,
-                serial: peer.serialHex,
-                reason,
-              },
-              'live connection closed',
-            );
-            peer.socket.destroy();
-            app.destroy();
-          },
-        });
+        const { id: connId, remove } = this.deps.live.track(DIRECTION, peer, [peer.socket, app]);
         this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
         this.deps.metrics.activeConnections.inc({ direction: DIRECTION });
         const started = Date.now();

@@ -11,4 +11,9 @@ export {
   type PeerVerdict,
   type TrustFacts,
 } from './peer-verifier.js';
-export { LiveConnections, closeEvent, type LiveConnection } from './live-connections.js';
+export {
+  LiveConnections,
+  closeEvent,
+  type AdmittedPeer,
+  type LiveConnection,
+} from './live-connections.js';

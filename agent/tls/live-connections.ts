@@ -1,4 +1,5 @@
-import type { Direction } from '../metrics.js';
+import type { Logger } from '../../certs/log.js';
+import type { AgentMetrics, Direction } from '../metrics.js';
 
 /** Longest timer Node accepts, in milliseconds (about 24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -16,6 +17,15 @@ export interface LiveConnection {
   close(reason: string): void;
 }
 
+/** The verified facts about a peer a connection was admitted with. */
+export interface AdmittedPeer {
+  readonly spiffeId: string;
+  readonly serialHex: string;
+  readonly chainSerials: readonly string[];
+  readonly chainDer: readonly Buffer[];
+  readonly notAfter: Date;
+}
+
 /**
  * The agent's live mutual-TLS connections. A connection never outlives the
  * credential it was admitted with: each is closed when its peer's certificate
@@ -26,9 +36,50 @@ export class LiveConnections {
   private readonly connections = new Map<number, { conn: LiveConnection; timer: NodeJS.Timeout }>();
   private nextId = 1;
 
+  constructor(private readonly deps: { log: Logger; metrics: AgentMetrics }) {}
+
   /** A fresh connection id, unique for this process. */
   allocateId(): number {
     return this.nextId++;
+  }
+
+  /**
+   * Tracks a proxied connection admitted with `peer`. When the agent closes
+   * it (revocation, lost trust, policy, expiry) the closing is counted, logged
+   * as a security event, and every socket in `sockets` is destroyed. Returns
+   * the connection id and the function that stops tracking it.
+   */
+  track(
+    direction: Direction,
+    peer: AdmittedPeer,
+    sockets: readonly { destroy(): void }[],
+  ): { id: number; remove: () => void } {
+    const id = this.allocateId();
+    const remove = this.add({
+      id,
+      direction,
+      peerId: peer.spiffeId,
+      serialHex: peer.serialHex,
+      chainSerials: peer.chainSerials,
+      chainDer: peer.chainDer,
+      notAfter: peer.notAfter,
+      close: (reason) => {
+        this.deps.metrics.revokedDisconnects.inc({ reason });
+        this.deps.log.warn(
+          {
+            event: closeEvent(reason),
+            direction,
+            conn_id: id,
+            peer_id: peer.spiffeId,
+            serial: peer.serialHex,
+            reason,
+          },
+          'live connection closed',
+        );
+        for (const socket of sockets) socket.destroy();
+      },
+    });
+    return { id, remove };
   }
 
   /** Tracks `conn` until the returned function is called; schedules its expiry close. */
