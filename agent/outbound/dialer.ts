@@ -1,4 +1,4 @@
-import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { connect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { isIP } from 'node:net';
 import { PalisadeError } from '../../certs/errors.js';
 import type { TlsContextHolder, TrustFacts, PeerRejection } from '../tls/index.js';
@@ -14,8 +14,19 @@ const MAX_CACHED_SESSIONS = 256;
 interface CachedSession {
   ticket: Buffer;
   chainDer: Buffer[];
-  /** The verified peer leaf's notAfter; a session past it would be refused as expired. */
-  notAfter: Date;
+  /**
+   * The client context (our own certificate) the session was made with. The
+   * peer sees that certificate again on resumption, so a session made before
+   * our last rotation is never resumed: the old certificate may have expired.
+   */
+  context: SecureContext;
+  /**
+   * Until when (epoch ms) the session is resumed: half-way from when it was
+   * made to the verified peer leaf's notAfter. A resumed connection is held to
+   * that leaf's expiry, so resuming late would make short-lived connections;
+   * past the half-way mark a full handshake gets the peer's newer certificate.
+   */
+  resumeUntilMs: number;
 }
 
 /** A dial refused because the peer failed verification. */
@@ -67,15 +78,16 @@ export class PeerDialer {
     const started = performance.now();
     const timeoutMs = this.ctx.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
     return new Promise((resolve, reject) => {
+      const context = this.ctx.tls.client();
       let session = this.sessions.get(key);
-      if (session && session.notAfter.getTime() <= Date.now()) {
+      if (session && (session.context !== context || session.resumeUntilMs <= Date.now())) {
         this.sessions.delete(key);
         session = undefined;
       }
       const options: ConnectionOptions & { allowHalfOpen: boolean } = {
         host,
         port,
-        secureContext: this.ctx.tls.client(),
+        secureContext: context,
         minVersion: 'TLSv1.3',
         rejectUnauthorized: false,
         // Identity is checked against the SPIFFE ID below, never a host name.
@@ -96,7 +108,10 @@ export class PeerDialer {
       // on the chain verified when its ticket was issued.
       let verified: { chainDer: Buffer[]; notAfter: Date } | undefined;
       socket.on('session', (ticket: Buffer) => {
-        if (verified) this.remember(key, { ticket, ...verified });
+        if (!verified) return;
+        const nowMs = Date.now();
+        const resumeUntilMs = nowMs + (verified.notAfter.getTime() - nowMs) / 2;
+        this.remember(key, { ticket, context, chainDer: verified.chainDer, resumeUntilMs });
       });
       socket.once('error', (err) => {
         clearTimeout(timer);
