@@ -24,10 +24,13 @@ import { createCaMetrics } from './metrics.js';
 import { caId } from './spiffe-id.js';
 import { SaTokenVerifier } from './authn/index.js';
 import { CaStore } from './store/index.js';
-import { adminService } from './server/admin-service.js';
+import {
+  adminService,
+  CaServerCredentials,
+  workloadService,
+  type ServingIdentity,
+} from './server/index.js';
 import { SigningPool } from './signing/index.js';
-import { CaServerCredentials, type ServingIdentity } from './server/tls-credentials.js';
-import { workloadService } from './server/workload-service.js';
 import {
   createCsr,
   createIntermediateCertificate,

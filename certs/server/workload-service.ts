@@ -1,4 +1,8 @@
-import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  status,
+  type ServerWritableStream,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import type {
   SignRequest,
   SignResponse,
@@ -14,6 +18,9 @@ import {
 } from '../authority.js';
 import { unaryHandler, type HandlerContext } from './handlers.js';
 import { verifiedPeer } from './peer.js';
+
+/** Bytes a trust watcher may leave unread before its stream is ended. */
+const MAX_WATCH_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /**
  * The Workload service: Sign for any caller with a proof of identity, and the
@@ -48,6 +55,19 @@ export function workloadService(
     WatchTrust: (call: ServerWritableStream<WatchTrustRequest, TrustUpdate>) => {
       const send = (state: TrustState) => {
         if (!call.writable) return;
+        // A watcher that stops reading must not make the CA buffer without
+        // bound: past the limit its stream ends and the agent reconnects.
+        if (call.writableLength > MAX_WATCH_BUFFER_BYTES) {
+          ctx.log.warn(
+            { peer: call.getPeer(), buffered_bytes: call.writableLength },
+            'slow trust watcher dropped',
+          );
+          call.emit('error', {
+            code: status.RESOURCE_EXHAUSTED,
+            details: 'trust watcher too slow',
+          });
+          return;
+        }
         call.write(trustUpdate(state));
       };
       const unsubscribe = authority.subscribe(send);
