@@ -1,6 +1,7 @@
+import { X509Certificate } from 'node:crypto';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { parseSpiffeId } from '../../certs/spiffe-id.js';
-import { verifySvid, type TrustStore } from '../../certs/x509/index.js';
+import { verifySvid, type SvidVerdict, type TrustStore } from '../../certs/x509/index.js';
 
 /** Why a peer was refused before policy was asked. */
 export type PeerRejection =
@@ -99,13 +100,7 @@ export function verifyChain(
   facts: TrustFacts,
   options: { trustDomain: string; now: Date; expectedId?: string | undefined },
 ): PeerVerdict {
-  const verdict = verifySvid({
-    chain: chainDer,
-    trust: facts.trustStore,
-    now: options.now,
-    isRevoked: (serial, id) =>
-      facts.revokedSerials.has(serial) || (id !== '' && facts.revokedIds.has(id)),
-  });
+  const verdict = verifiedSvid(chainDer, facts, options.now);
   if (!verdict.ok) {
     return {
       ok: false,
@@ -139,6 +134,70 @@ export function verifyChain(
     chainSerials: verdict.chainSerials,
     chainDer,
   };
+}
+
+/** What a chain that verified once keeps: the leaf facts and when the whole chain is valid. */
+interface VerifiedChain {
+  spiffeId: string;
+  serialHex: string;
+  notBefore: Date;
+  notAfter: Date;
+  chainSerials: string[];
+  validFromMs: number;
+  validUntilMs: number;
+}
+
+/** Chains kept per trust store; a new bundle starts an empty cache. */
+const MAX_VERIFIED_CHAINS = 1024;
+const verifiedChains = new WeakMap<TrustStore, Map<string, VerifiedChain>>();
+
+/**
+ * verifySvid with a cache of chains that verified against this trust store:
+ * signatures and shape are checked once per chain; validity at `now` and
+ * revocation (serials of the whole chain, the leaf's identity) every time.
+ */
+function verifiedSvid(chainDer: Buffer[], facts: TrustFacts, now: Date): SvidVerdict {
+  const key = chainDer.map((der) => der.toString('base64')).join('.');
+  let cache = verifiedChains.get(facts.trustStore);
+  const hit = cache?.get(key);
+  const nowMs = now.getTime();
+  if (hit && nowMs >= hit.validFromMs && nowMs < hit.validUntilMs) {
+    const isRevoked =
+      facts.revokedIds.has(hit.spiffeId) ||
+      hit.chainSerials.some((s) => facts.revokedSerials.has(s));
+    if (!isRevoked) {
+      return {
+        ok: true,
+        spiffeId: hit.spiffeId,
+        serialHex: hit.serialHex,
+        notBefore: hit.notBefore,
+        notAfter: hit.notAfter,
+        chainSerials: hit.chainSerials,
+      };
+    }
+  }
+  const verdict = verifySvid({
+    chain: chainDer,
+    trust: facts.trustStore,
+    now,
+    isRevoked: (serial, id) =>
+      facts.revokedSerials.has(serial) || (id !== '' && facts.revokedIds.has(id)),
+  });
+  if (verdict.ok) {
+    if (!cache) {
+      cache = new Map();
+      verifiedChains.set(facts.trustStore, cache);
+    }
+    if (cache.size >= MAX_VERIFIED_CHAINS) cache.clear();
+    // The cached window is where every certificate of the chain is valid.
+    const certs = chainDer.map((der) => new X509Certificate(der));
+    cache.set(key, {
+      ...verdict,
+      validFromMs: Math.max(...certs.map((c) => Date.parse(c.validFrom))),
+      validUntilMs: Math.min(...certs.map((c) => Date.parse(c.validTo))),
+    });
+  }
+  return verdict;
 }
 
 /** The certificates the peer sent, leaf first, without self-signed roots. */
