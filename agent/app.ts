@@ -9,8 +9,9 @@ import { AdminServer } from './admin/index.js';
 import type { AgentConfig } from './config/agent-config.js';
 import { IdentityManager, type TrustSnapshot, type WorkloadCredential } from './identity/index.js';
 import { InboundProxy } from './inbound/index.js';
+import { CidrSet, loadOriginalDstReader, parseCidr } from './intercept/index.js';
 import { createAgentMetrics } from './metrics.js';
-import { ExplicitUpstreams, PeerDialer } from './outbound/index.js';
+import { ExplicitUpstreams, PeerDialer, TransparentOutbound } from './outbound/index.js';
 import { buildWorkloadPolicy, decide, PolicyWatcher, type WorkloadPolicy } from './policy/index.js';
 import { LiveConnections, TlsContextHolder, verifyChain } from './tls/index.js';
 
@@ -24,6 +25,8 @@ export interface RunningAgent {
   adminAddress: string;
   /** Bound inbound address (after ready). */
   inboundAddress(): string | undefined;
+  /** Bound transparent outbound address (after ready), when interception is on. */
+  outboundAddress(): string | undefined;
   /** Bound explicit upstream addresses, in config order (after ready). */
   upstreamAddresses(): string[];
   identity: IdentityManager;
@@ -36,12 +39,17 @@ export interface RunningAgent {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Starts the agent; throws for bad config or ports that cannot be bound. */
+/**
+ * Starts the agent; throws for bad config or ports that cannot be bound, and
+ * ADDON_MISSING when interception is on but the SO_ORIGINAL_DST addon is not
+ * built (explicit mode never loads it).
+ */
 export async function startAgent(
   config: AgentConfig,
   deps: { log: Logger; registry: Registry },
 ): Promise<RunningAgent> {
   const { log, registry } = deps;
+  const originalDst = config.transparent ? loadOriginalDstReader() : undefined;
   const metrics = createAgentMetrics(registry);
   const trustDomain = config.identity.trustDomain;
   const live = new LiveConnections({ log: log.child({ component: 'connections' }), metrics });
@@ -137,6 +145,7 @@ export async function startAgent(
     {
       listen: config.inbound.listen,
       appAddr: config.inbound.appAddr,
+      agentPorts: agentPorts(config),
       mode: () => policy.mode,
       handshakeTimeoutMs: config.inbound.handshakeTimeoutMs,
       maxConnections: config.inbound.maxConnections,
@@ -149,8 +158,22 @@ export async function startAgent(
       live,
       log: log.child({ component: 'inbound' }),
       metrics,
+      ...(originalDst ? { originalDst } : {}),
     },
   );
+  const meshCidrs = new CidrSet((config.transparent?.meshCidrs ?? []).map(parseCidr));
+  const transparent =
+    config.transparent && originalDst
+      ? new TransparentOutbound(
+          {
+            listen: config.transparent.listen,
+            isMeshAddress: (address) => meshCidrs.has(address),
+            external: config.transparent.external,
+            agentPorts: agentPorts(config),
+          },
+          { dialer, live, log: log.child({ component: 'outbound' }), metrics, originalDst },
+        )
+      : undefined;
   const upstreams = new ExplicitUpstreams(config.upstreams, {
     dialer,
     live,
@@ -161,6 +184,7 @@ export async function startAgent(
   let listening = false;
   let inboundAddress: string | undefined;
   let upstreamAddresses: string[] = [];
+  let outboundAddress: string | undefined;
   let requestShutdown: () => void = () => undefined;
   const shutdownRequested = new Promise<void>((resolve) => (requestShutdown = resolve));
 
@@ -200,6 +224,7 @@ export async function startAgent(
     refreshTls(identity.credential, identity.trust);
     inboundAddress = await inbound.start();
     upstreamAddresses = await upstreams.start();
+    outboundAddress = await transparent?.start();
     listening = true;
     log.info(
       {
@@ -207,6 +232,7 @@ export async function startAgent(
         peer_id: identity.credential?.spiffeId,
         inbound_address: inboundAddress,
         upstreams: upstreamAddresses,
+        ...(outboundAddress ? { outbound_address: outboundAddress } : {}),
         admin_address: adminAddress,
         mode: policy.mode,
       },
@@ -220,6 +246,7 @@ export async function startAgent(
     ready,
     adminAddress,
     inboundAddress: () => inboundAddress,
+    outboundAddress: () => outboundAddress,
     upstreamAddresses: () => upstreamAddresses,
     identity,
     live,
@@ -230,16 +257,27 @@ export async function startAgent(
       watcher?.stop();
       if (inboundAddress) await inbound.stopAccepting();
       await upstreams.stopAccepting();
+      if (outboundAddress) await transparent?.stopAccepting();
+      const open = () =>
+        inbound.openConnections + upstreams.openConnections + (transparent?.openConnections ?? 0);
       const deadline = Date.now() + graceMs;
-      while (inbound.openConnections + upstreams.openConnections > 0 && Date.now() < deadline) {
+      while (open() > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
       }
-      const dropped = inbound.openConnections + upstreams.openConnections;
+      const dropped = open();
       inbound.destroyAll();
       upstreams.destroyAll();
+      transparent?.destroyAll();
       await identity.stop();
       await admin.stop();
       log.info({ event: 'agent.stopped', dropped_connections: dropped }, 'agent stopped');
     },
   };
+}
+
+/** The ports the agent serves itself: never an application's original destination. */
+function agentPorts(config: AgentConfig): number[] {
+  const ports = [config.inbound.listen.port, config.admin.listen.port];
+  if (config.transparent) ports.push(config.transparent.listen.port);
+  return ports.filter((port) => port !== 0);
 }

@@ -15,7 +15,7 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
   program
     .command('agent')
     .description(
-      'run the sidecar: mutual TLS inbound to --app-addr, explicit upstreams outbound, allow lists, live revocation',
+      'run the sidecar: mutual TLS inbound to --app-addr, explicit upstreams or transparent interception outbound, allow lists, live revocation',
     )
     .option('--ca-addr <host:port>', 'CA gRPC address (PALISADE_CA_ADDR, default 127.0.0.1:15112)')
     .option('--ca-bundle <file>', 'trust bundle PEM used to recognise the CA (PALISADE_CA_BUNDLE)')
@@ -32,7 +32,10 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
       '--trust-domain <td>',
       'trust domain (PALISADE_TRUST_DOMAIN; default from --id or the bundle)',
     )
-    .option('--app-addr <host:port>', 'the application, on localhost (PALISADE_APP_ADDR)')
+    .option(
+      '--app-addr <host:port>',
+      'the application, on localhost (PALISADE_APP_ADDR); optional with interception, where the original destination port names it',
+    )
     .option(
       '--inbound-listen <host:port>',
       'mutual-TLS inbound port (PALISADE_INBOUND_LISTEN, default 0.0.0.0:15106)',
@@ -70,6 +73,27 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
       'LOCALPORT=HOST:PORT[@SPIFFE_ID] (repeatable; PALISADE_UPSTREAMS comma list)',
       collect,
     )
+    .option(
+      '--outbound-listen <host:port>',
+      'transparent outbound port that iptables redirects to (PALISADE_OUTBOUND_LISTEN, default 127.0.0.1:15101); turns interception on',
+    )
+    .option(
+      '--mesh-cidrs <list>',
+      'comma list of blocks dialled with mutual TLS when intercepted (PALISADE_MESH_CIDRS); turns interception on',
+      (value: string, previous: string[] = []) => [
+        ...previous,
+        ...value
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ],
+    )
+    .addOption(
+      new Option(
+        '--outbound-external <policy>',
+        'intercepted destinations outside --mesh-cidrs: pass as plain TCP or refuse (PALISADE_OUTBOUND_EXTERNAL, default pass)',
+      ).choices(['pass', 'refuse']),
+    )
     .option('--cert-ttl <duration>', 'certificate lifetime to ask the CA for (PALISADE_CERT_TTL)')
     .addOption(
       new Option('--key-type <type>', 'workload key type (PALISADE_KEY_TYPE)').choices([
@@ -83,7 +107,7 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
     .option('--log-level <level>', 'log level (PALISADE_LOG_LEVEL)')
     .addHelpText(
       'after',
-      '\nLimits: no transparent interception yet (use --upstream); plaintext peers in permissive mode are not identified, so the allow list does not apply to them.',
+      '\nInterception needs `palisade init-iptables` in the pod and the SO_ORIGINAL_DST addon (built by npm install); the agent must run as the --proxy-uid given there (default 1337). The default outbound port listens on IPv4 loopback only: give --outbound-listen [::]:15101 for IPv6. Limits: plaintext peers in permissive mode are not identified, so the allow list does not apply to them.',
     )
     .action(async (flags: AgentFlags) => {
       const config = loadAgentConfig(flags, deps.env);

@@ -3,6 +3,7 @@ import { errorCode, errorMessage } from '../../certs/errors.js';
 import type { Env } from '../config/env-table.js';
 import { registerAgentCommand, registerDemoCommand } from './agent-command.js';
 import { registerCaCommands } from './ca-command.js';
+import { registerInterceptCommand } from './intercept-command.js';
 import type { Io } from './output.js';
 
 /** Exit status for usage and configuration errors. */
@@ -30,6 +31,7 @@ export function buildProgram(deps: CliDeps): Command {
   registerCaCommands(program, deps);
   registerAgentCommand(program, deps);
   registerDemoCommand(program, deps);
+  registerInterceptCommand(program, deps);
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput({ writeOut: deps.io.out, writeErr: deps.io.err });
   }

@@ -8,12 +8,17 @@ import { KEY_TYPES, splitPemChain, type KeyType } from '../../certs/x509/index.j
 import type { IdentityProof } from '../identity/index.js';
 import type { UpstreamSpec } from '../outbound/index.js';
 import { DEFAULT_CA_ADDR } from './ca-config.js';
+import { parseCidr } from '../intercept/cidr.js';
 import { ProblemList } from './config-error.js';
 import { ENV_BY_FLAG, type Env } from './env-table.js';
 
 /** Default agent ports (DESIGN.md). */
 export const DEFAULT_INBOUND_LISTEN = '0.0.0.0:15106';
 export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:15120';
+export const DEFAULT_OUTBOUND_LISTEN = '127.0.0.1:15101';
+
+/** What the transparent outbound listener does with destinations outside the mesh. */
+export type ExternalPolicy = 'pass' | 'refuse';
 
 /** Flags of `palisade agent` as commander hands them over. */
 export interface AgentFlags {
@@ -33,6 +38,9 @@ export interface AgentFlags {
   mode?: string;
   dryRunPolicy?: boolean;
   upstream?: string[];
+  outboundListen?: string;
+  meshCidrs?: string[];
+  outboundExternal?: string;
   certTtl?: string;
   keyType?: string;
   drainTimeout?: string;
@@ -51,7 +59,8 @@ export interface AgentConfig {
   };
   readonly inbound: {
     readonly listen: HostPort;
-    readonly appAddr: HostPort;
+    /** Unset only with interception: the original destination port names the app port. */
+    readonly appAddr: HostPort | undefined;
     readonly handshakeTimeoutMs: number;
     readonly maxConnections: number;
   };
@@ -62,6 +71,15 @@ export interface AgentConfig {
     readonly dryRun: boolean;
   };
   readonly upstreams: readonly UpstreamSpec[];
+  /** Transparent interception, on when --outbound-listen or --mesh-cidrs is given. */
+  readonly transparent:
+    | {
+        readonly listen: HostPort;
+        /** Destinations dialled with mutual TLS (`10.0.0.0/8`, `fd00::/8`). */
+        readonly meshCidrs: readonly string[];
+        readonly external: ExternalPolicy;
+      }
+    | undefined;
   readonly admin: { readonly listen: HostPort };
   readonly drainTimeoutMs: number;
   readonly logLevel: LogLevel;
@@ -115,8 +133,16 @@ export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
     problems.add('--id', spiffeId, `is outside trust domain ${trustDomain}`);
   }
 
+  const outboundListenText = pick('outboundListen', flags.outboundListen);
+  const meshCidrs = pickList('meshCidrs', flags.meshCidrs);
+  const isTransparent = outboundListenText !== undefined || meshCidrs.length > 0;
   const appText = pick('appAddr', flags.appAddr);
-  if (!appText) problems.add('--app-addr', '', 'is required (where the application listens)');
+  if (!appText && !isTransparent)
+    problems.add(
+      '--app-addr',
+      '',
+      'is required (where the application listens) without interception',
+    );
   const appAddr = problems.check('--app-addr', appText, (v) => parseHostPort(v));
   const inboundListen = problems.check(
     '--inbound-listen',
@@ -165,6 +191,19 @@ export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
     const parsed = problems.check('--upstream', spec, parseUpstream);
     if (parsed) upstreams.push(parsed);
   }
+  const outboundListen = problems.check(
+    '--outbound-listen',
+    outboundListenText ?? DEFAULT_OUTBOUND_LISTEN,
+    (v) => parseHostPort(v),
+  );
+  const meshBlocks: string[] = [];
+  for (const text of meshCidrs) {
+    const cidr = problems.check('--mesh-cidrs', text, parseCidr);
+    if (cidr) meshBlocks.push(cidr.text);
+  }
+  const external = pick('outboundExternal', flags.outboundExternal) ?? 'pass';
+  if (external !== 'pass' && external !== 'refuse')
+    problems.add('--outbound-external', external, 'must be pass or refuse');
   const logLevel = pick('logLevel', flags.logLevel) ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
     problems.add('--log-level', logLevel, `must be one of ${LOG_LEVELS.join(', ')}`);
@@ -181,7 +220,7 @@ export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
     },
     inbound: {
       listen: inboundListen as HostPort,
-      appAddr: appAddr as HostPort,
+      appAddr,
       handshakeTimeoutMs: handshakeTimeoutMs as number,
       maxConnections: maxConnections as number,
     },
@@ -192,6 +231,13 @@ export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
       dryRun,
     },
     upstreams,
+    transparent: isTransparent
+      ? {
+          listen: outboundListen as HostPort,
+          meshCidrs: meshBlocks,
+          external: external as ExternalPolicy,
+        }
+      : undefined,
     admin: { listen: adminListen as HostPort },
     drainTimeoutMs: drainTimeoutMs as number,
     logLevel: logLevel as LogLevel,

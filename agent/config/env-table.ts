@@ -37,6 +37,9 @@ export const ENV_BY_FLAG = {
   certTtl: 'PALISADE_CERT_TTL',
   keyType: 'PALISADE_KEY_TYPE',
   drainTimeout: 'PALISADE_DRAIN_TIMEOUT',
+  outboundListen: 'PALISADE_OUTBOUND_LISTEN',
+  meshCidrs: 'PALISADE_MESH_CIDRS',
+  outboundExternal: 'PALISADE_OUTBOUND_EXTERNAL',
 } as const;
 
 /** Environment as the loaders see it. */

@@ -26,8 +26,14 @@ const TLS_HANDSHAKE_BYTE = 0x16;
 /** Settings of the inbound listener. */
 export interface InboundOptions {
   listen: HostPort;
-  /** Where the application listens, on localhost. */
-  appAddr: HostPort;
+  /**
+   * Where the application listens, on localhost. Unset with transparent
+   * interception: the redirected connection's original destination port
+   * names the application port, on 127.0.0.1.
+   */
+  appAddr: HostPort | undefined;
+  /** Ports the agent itself serves; an original destination on one of them is a loop. */
+  agentPorts?: readonly number[];
   mode: () => Mode;
   /** How long a connection may stay silent or mid-handshake before it is dropped. */
   handshakeTimeoutMs: number;
@@ -44,6 +50,8 @@ export interface InboundDeps {
   live: LiveConnections;
   log: Logger;
   metrics: AgentMetrics;
+  /** Reads a redirected connection's original destination (SO_ORIGINAL_DST); set with interception. */
+  originalDst?: (socket: Socket) => { address: string; port: number };
 }
 
 /**
@@ -131,6 +139,12 @@ export class InboundProxy {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
+    const target = this.appTargetFor(socket);
+    if (!target.ok) {
+      this.reject(socket, target.reason, target.detail);
+      return;
+    }
+    appTargets.set(socket, target.addr);
     acceptedAt.set(socket, performance.now());
     socket.setTimeout(this.options.handshakeTimeoutMs, () =>
       this.reject(socket, 'timeout', 'no handshake before the timeout'),
@@ -196,7 +210,7 @@ export class InboundProxy {
       socket.destroy();
       return;
     }
-    const app = this.dialApp();
+    const app = this.dialApp(raw);
     const { id: connId, remove } = this.deps.live.track(DIRECTION, verdict, [socket, app]);
     this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
     this.proxy(app, socket, connId, verdict.spiffeId, remove);
@@ -210,7 +224,7 @@ export class InboundProxy {
       { direction: DIRECTION, conn_id: connId, peer_id: 'plaintext', mode: 'permissive' },
       'plaintext connection accepted',
     );
-    this.proxy(this.dialApp(), socket, connId, 'plaintext', () => undefined);
+    this.proxy(this.dialApp(socket), socket, connId, 'plaintext', () => undefined);
   }
 
   private proxy(
@@ -253,10 +267,37 @@ export class InboundProxy {
     });
   }
 
-  private dialApp(): Socket {
+  /** Where a connection goes: the configured app address, or the original destination port. */
+  private appTargetFor(
+    socket: Socket,
+  ): { ok: true; addr: HostPort } | { ok: false; reason: string; detail: string } {
+    const readOriginal = this.deps.originalDst;
+    if (this.options.appAddr) return { ok: true, addr: this.options.appAddr };
+    if (!readOriginal) return { ok: false, reason: 'no-app', detail: 'no application address' };
+    let port: number;
+    try {
+      port = readOriginal(socket).port;
+    } catch (err) {
+      return { ok: false, reason: 'no-original-dst', detail: (err as Error).message };
+    }
+    // A connection made straight to one of the agent's own ports was not
+    // redirected and names no application port; forwarding it would loop.
+    if (port === this.boundPort || this.options.agentPorts?.includes(port)) {
+      return {
+        ok: false,
+        reason: 'loop',
+        detail: `original destination port ${port} is the agent`,
+      };
+    }
+    return { ok: true, addr: { host: '127.0.0.1', port } };
+  }
+
+  private dialApp(raw: Socket | undefined): Socket {
+    const target = (raw && appTargets.get(raw)) ?? this.options.appAddr;
+    if (!target) throw new Error('no application target for an accepted connection');
     const app = connect({
-      host: this.options.appAddr.host,
-      port: this.options.appAddr.port,
+      host: target.host,
+      port: target.port,
       allowHalfOpen: true,
       noDelay: true,
     });
@@ -283,6 +324,7 @@ export class InboundProxy {
 }
 
 const acceptedAt = new WeakMap<Socket, number>();
+const appTargets = new WeakMap<Socket, HostPort>();
 
 /** Names a handshake failure by what the peer did wrong. */
 function handshakeReason(err: Error & { code?: string }): string {

@@ -1,6 +1,6 @@
 // The outbound proxy: the application's connections leave the pod only over
 // mutual TLS to a verified peer. One dial path serves explicit upstreams and
-// (later) transparent interception. It must not import inbound/.
+// transparent interception. It must not import inbound/.
 export {
   PeerDialer,
   PeerRejectedError,
@@ -9,3 +9,8 @@ export {
   type DialContext,
 } from './dialer.js';
 export { ExplicitUpstreams, type UpstreamDeps, type UpstreamSpec } from './upstreams.js';
+export {
+  TransparentOutbound,
+  type TransparentDeps,
+  type TransparentOptions,
+} from './transparent.js';
