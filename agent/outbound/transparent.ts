@@ -1,12 +1,12 @@
 import { networkInterfaces } from 'node:os';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { errorCode, errorMessage } from '../../certs/errors.js';
+import { errorMessage } from '../../certs/errors.js';
 import { formatHostPort, type HostPort } from '../../certs/host-port.js';
 import type { Logger } from '../../certs/log.js';
 import type { AgentMetrics, Direction } from '../metrics.js';
-import { splice, type SpliceResult } from '../net/index.js';
 import type { LiveConnections } from '../tls/index.js';
-import { PeerRejectedError, type PeerDialer } from './dialer.js';
+import { carryToPeer, pipeOutbound } from './carry.js';
+import type { PeerDialer } from './dialer.js';
 
 const DIRECTION: Direction = 'outbound';
 
@@ -101,7 +101,7 @@ export class TransparentOutbound {
       return;
     }
     if (this.options.isMeshAddress(dst.address)) {
-      this.carryToPeer(app, dst, target);
+      carryToPeer(app, this.deps.dialer.dial(dst.address, dst.port), target, this.deps);
     } else if (this.options.external === 'pass') {
       this.passThrough(app, dst, target);
     } else {
@@ -112,45 +112,6 @@ export class TransparentOutbound {
   private isSelf(dst: { address: string; port: number }): boolean {
     const isOwnPort = dst.port === this.boundPort || this.options.agentPorts.includes(dst.port);
     return isOwnPort && localAddresses().has(dst.address.toLowerCase());
-  }
-
-  private carryToPeer(app: Socket, dst: { address: string; port: number }, target: string): void {
-    this.deps.dialer.dial(dst.address, dst.port).then(
-      (peer) => {
-        this.deps.metrics.handshakeSeconds.observe(
-          { direction: DIRECTION },
-          peer.handshakeMs / 1000,
-        );
-        if (app.destroyed) {
-          peer.socket.destroy();
-          return;
-        }
-        const { id: connId, remove } = this.deps.live.track(DIRECTION, peer, [peer.socket, app]);
-        this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
-        this.pipe(app, peer.socket, { conn_id: connId, peer_id: peer.spiffeId, target }, remove);
-      },
-      (err: unknown) => {
-        const isRejected = err instanceof PeerRejectedError;
-        const reason = isRejected ? err.reason : errorCode(err);
-        this.deps.metrics.connections.inc({
-          direction: DIRECTION,
-          result: isRejected ? 'rejected' : 'error',
-        });
-        if (isRejected) this.deps.metrics.peerRejections.inc({ direction: DIRECTION, reason });
-        this.deps.log.warn(
-          {
-            ...(isRejected ? { event: 'peer.rejected' } : {}),
-            direction: DIRECTION,
-            target,
-            reason,
-            detail: errorMessage(err),
-            ...(isRejected && err.peerId ? { peer_id: err.peerId } : {}),
-          },
-          isRejected ? 'peer rejected' : 'dial failed',
-        );
-        app.destroy();
-      },
-    );
   }
 
   private passThrough(app: Socket, dst: { address: string; port: number }, target: string): void {
@@ -168,33 +129,7 @@ export class TransparentOutbound {
       );
     });
     this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'passthrough' });
-    this.pipe(app, upstream, { peer_id: 'external', target }, () => undefined);
-  }
-
-  private pipe(
-    app: Socket,
-    peer: Socket,
-    fields: { conn_id?: number; peer_id: string; target: string },
-    remove: () => void,
-  ): void {
-    this.deps.metrics.activeConnections.inc({ direction: DIRECTION });
-    const started = Date.now();
-    splice(app, peer, (result: SpliceResult) => {
-      remove();
-      this.deps.metrics.activeConnections.dec({ direction: DIRECTION });
-      this.deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'to_peer' }, result.bytesFromApp);
-      this.deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'from_peer' }, result.bytesToApp);
-      this.deps.log.debug(
-        {
-          direction: DIRECTION,
-          ...fields,
-          bytes_in: result.bytesToApp,
-          bytes_out: result.bytesFromApp,
-          duration_ms: Date.now() - started,
-        },
-        'connection closed',
-      );
-    });
+    pipeOutbound(app, upstream, { peer_id: 'external', target }, () => undefined, this.deps);
   }
 
   private refuse(app: Socket, reason: string, detail: string, target: string | undefined): void {

@@ -1,13 +1,10 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { errorCode, errorMessage } from '../../certs/errors.js';
 import { formatHostPort } from '../../certs/host-port.js';
 import type { Logger } from '../../certs/log.js';
-import type { AgentMetrics, Direction } from '../metrics.js';
-import { splice } from '../net/index.js';
+import type { AgentMetrics } from '../metrics.js';
 import type { LiveConnections } from '../tls/index.js';
-import { PeerRejectedError, type PeerDialer } from './dialer.js';
-
-const DIRECTION: Direction = 'outbound';
+import { carryToPeer } from './carry.js';
+import type { PeerDialer } from './dialer.js';
 
 /** One explicit upstream: `LOCALPORT=HOST:PORT[@SPIFFE_ID]`. */
 export interface UpstreamSpec {
@@ -86,66 +83,11 @@ export class ExplicitUpstreams {
     app.on('error', () => app.destroy());
     app.setNoDelay(true);
     const target = formatHostPort({ host: spec.host, port: spec.port });
-    this.deps.dialer.dial(spec.host, spec.port, spec.expectedId).then(
-      (peer) => {
-        this.deps.metrics.handshakeSeconds.observe(
-          { direction: DIRECTION },
-          peer.handshakeMs / 1000,
-        );
-        if (app.destroyed) {
-          peer.socket.destroy();
-          return;
-        }
-        const { id: connId, remove } = this.deps.live.track(DIRECTION, peer, [peer.socket, app]);
-        this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
-        this.deps.metrics.activeConnections.inc({ direction: DIRECTION });
-        const started = Date.now();
-        splice(app, peer.socket, (result) => {
-          remove();
-          this.deps.metrics.activeConnections.dec({ direction: DIRECTION });
-          this.deps.metrics.bytes.inc(
-            { direction: DIRECTION, flow: 'to_peer' },
-            result.bytesFromApp,
-          );
-          this.deps.metrics.bytes.inc(
-            { direction: DIRECTION, flow: 'from_peer' },
-            result.bytesToApp,
-          );
-          this.deps.log.debug(
-            {
-              direction: DIRECTION,
-              conn_id: connId,
-              peer_id: peer.spiffeId,
-              target,
-              bytes_in: result.bytesToApp,
-              bytes_out: result.bytesFromApp,
-              duration_ms: Date.now() - started,
-            },
-            'connection closed',
-          );
-        });
-      },
-      (err: unknown) => {
-        const isRejected = err instanceof PeerRejectedError;
-        const reason = isRejected ? err.reason : errorCode(err);
-        this.deps.metrics.connections.inc({
-          direction: DIRECTION,
-          result: isRejected ? 'rejected' : 'error',
-        });
-        if (isRejected) this.deps.metrics.peerRejections.inc({ direction: DIRECTION, reason });
-        this.deps.log.warn(
-          {
-            ...(isRejected ? { event: 'peer.rejected' } : {}),
-            direction: DIRECTION,
-            target,
-            reason,
-            detail: errorMessage(err),
-            ...(isRejected && err.peerId ? { peer_id: err.peerId } : {}),
-          },
-          isRejected ? 'peer rejected' : 'dial failed',
-        );
-        app.destroy();
-      },
+    carryToPeer(
+      app,
+      this.deps.dialer.dial(spec.host, spec.port, spec.expectedId),
+      target,
+      this.deps,
     );
   }
 }

@@ -1,0 +1,92 @@
+import type { Socket } from 'node:net';
+import { errorCode, errorMessage } from '../../certs/errors.js';
+import type { Logger } from '../../certs/log.js';
+import type { AgentMetrics, Direction } from '../metrics.js';
+import { splice } from '../net/index.js';
+import type { LiveConnections } from '../tls/index.js';
+import { PeerRejectedError, type DialedPeer } from './dialer.js';
+
+const DIRECTION: Direction = 'outbound';
+
+/** What carrying an application connection outwards needs. */
+export interface CarryDeps {
+  live: LiveConnections;
+  log: Logger;
+  metrics: AgentMetrics;
+}
+
+/**
+ * The one outbound path after the dial, shared by explicit upstreams and
+ * transparent interception: a verified peer is tracked (revocation and
+ * expiry close it) and spliced to the application's connection; a refused or
+ * failed dial is logged with its reason and counted, and the application's
+ * connection is closed.
+ */
+export function carryToPeer(
+  app: Socket,
+  dialed: Promise<DialedPeer>,
+  target: string,
+  deps: CarryDeps,
+): void {
+  dialed.then(
+    (peer) => {
+      deps.metrics.handshakeSeconds.observe({ direction: DIRECTION }, peer.handshakeMs / 1000);
+      if (app.destroyed) {
+        peer.socket.destroy();
+        return;
+      }
+      const { id, remove } = deps.live.track(DIRECTION, peer, [peer.socket, app]);
+      deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
+      pipeOutbound(app, peer.socket, { conn_id: id, peer_id: peer.spiffeId, target }, remove, deps);
+    },
+    (err: unknown) => {
+      const isRejected = err instanceof PeerRejectedError;
+      const reason = isRejected ? err.reason : errorCode(err);
+      deps.metrics.connections.inc({
+        direction: DIRECTION,
+        result: isRejected ? 'rejected' : 'error',
+      });
+      if (isRejected) deps.metrics.peerRejections.inc({ direction: DIRECTION, reason });
+      deps.log.warn(
+        {
+          ...(isRejected ? { event: 'peer.rejected' } : {}),
+          direction: DIRECTION,
+          target,
+          reason,
+          detail: errorMessage(err),
+          ...(isRejected && err.peerId ? { peer_id: err.peerId } : {}),
+        },
+        isRejected ? 'peer rejected' : 'dial failed',
+      );
+      app.destroy();
+    },
+  );
+}
+
+/** Splices an outbound connection, keeping the gauges and byte counters and logging its end. */
+export function pipeOutbound(
+  app: Socket,
+  peer: Socket,
+  fields: { conn_id?: number; peer_id: string; target: string },
+  remove: () => void,
+  deps: Omit<CarryDeps, 'live'>,
+): void {
+  deps.metrics.activeConnections.inc({ direction: DIRECTION });
+  const started = Date.now();
+  splice(app, peer, (result) => {
+    remove();
+    deps.metrics.activeConnections.dec({ direction: DIRECTION });
+    deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'to_peer' }, result.bytesFromApp);
+    deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'from_peer' }, result.bytesToApp);
+    deps.log.debug(
+      {
+        direction: DIRECTION,
+        ...fields,
+        bytes_in: result.bytesToApp,
+        bytes_out: result.bytesFromApp,
+        duration_ms: Date.now() - started,
+      },
+      'connection closed',
+    );
+  });
+}
