@@ -7,12 +7,19 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../certs/log.js';
 import { AdminServer } from './admin/index.js';
 import type { AgentConfig } from './config/agent-config.js';
+import { HttpStage, judgeRequest } from './http/index.js';
 import { IdentityManager, type TrustSnapshot, type WorkloadCredential } from './identity/index.js';
 import { InboundProxy } from './inbound/index.js';
 import { CidrSet, loadOriginalDstReader, parseCidr } from './intercept/index.js';
 import { createAgentMetrics } from './metrics.js';
 import { ExplicitUpstreams, PeerDialer, TransparentOutbound } from './outbound/index.js';
-import { buildWorkloadPolicy, decide, PolicyWatcher, type WorkloadPolicy } from './policy/index.js';
+import {
+  buildWorkloadPolicy,
+  decide,
+  PolicyWatcher,
+  type HttpSection,
+  type WorkloadPolicy,
+} from './policy/index.js';
 import { LiveConnections, TlsContextHolder, verifyChain } from './tls/index.js';
 
 /** How often the drain checks whether connections are gone, in milliseconds. */
@@ -57,13 +64,18 @@ export async function startAgent(
 
   let policy: WorkloadPolicy;
   let watcher: PolicyWatcher | undefined;
-  const applyPolicy = (next: WorkloadPolicy) => {
+  const httpStage = new HttpStage({ log: log.child({ component: 'http' }), metrics });
+  const applyPolicy = (next: WorkloadPolicy, http: HttpSection | undefined) => {
+    const httpModeChanged = httpStage.isActive !== (http !== undefined);
+    httpStage.configure(http);
     policy = next;
-    const closed = live.closeWhere((conn) =>
-      conn.direction === 'inbound' && !decide(next, conn.peerId, trustDomain).allowed
-        ? 'policy-denied'
-        : undefined,
-    );
+    const closed = live.closeWhere((conn) => {
+      if (conn.direction !== 'inbound') return undefined;
+      if (!decide(next, conn.peerId, trustDomain).allowed) return 'policy-denied';
+      // A connection spliced raw would escape new request rules, and one in
+      // the HTTP stage would have none left: both reconnect in the new mode.
+      return httpModeChanged ? 'http-mode-changed' : undefined;
+    });
     log.info(
       { event: 'policy.applied', source: next.source, version: next.version, closed },
       'policy applied',
@@ -74,9 +86,10 @@ export async function startAgent(
       path: config.policy.file,
       trustDomain,
       log: log.child({ component: 'policy' }),
-      onChange: (next) => applyPolicy(next),
+      onChange: (next, _previous, document) => applyPolicy(next, document.http),
     });
     policy = watcher.start();
+    httpStage.configure(watcher.document?.http);
   } else {
     policy = buildWorkloadPolicy(
       {
@@ -159,6 +172,7 @@ export async function startAgent(
       log: log.child({ component: 'inbound' }),
       metrics,
       ...(originalDst ? { originalDst } : {}),
+      requestStage: httpStage,
     },
   );
   const meshCidrs = new CidrSet((config.transparent?.meshCidrs ?? []).map(parseCidr));
@@ -210,11 +224,37 @@ export async function startAgent(
       dryRun: policy.dryRun,
       allow: policy.allow ? policy.allow.map((p) => p.text) : null,
     }),
-    why: (peerId) => ({
-      peer: peerId,
-      policyVersion: policy.version,
-      ...decide(policy, peerId, trustDomain),
-    }),
+    why: async (query) => {
+      const connection = decide(policy, query.peer, trustDomain);
+      const section = httpStage.current;
+      const answer: Record<string, unknown> = {
+        peer: query.peer,
+        policyVersion: policy.version,
+        ...connection,
+      };
+      if (query.path === undefined) return answer;
+      if (section === undefined) {
+        answer['http'] = { explanation: 'the policy has no http section: requests are not judged' };
+        return answer;
+      }
+      const verdict = await judgeRequest(section, httpStage.verifier, {
+        method: (query.method ?? 'GET').toUpperCase(),
+        target: query.path,
+        peerId: query.peer,
+        authorization: query.token === undefined ? undefined : `Bearer ${query.token}`,
+      });
+      answer['http'] = {
+        allowed: connection.allowed && verdict.allowed,
+        status: verdict.allowed ? null : verdict.status,
+        reason: verdict.reason,
+        rule: verdict.rule?.name ?? null,
+        missingScope: verdict.allowed ? null : (verdict.missingScope ?? null),
+        sub: verdict.claims?.sub ?? null,
+        clientId: verdict.claims?.clientId ?? null,
+        explanation: verdict.explanation,
+      };
+      return answer;
+    },
     shutdown: () => requestShutdown(),
   });
   const adminAddress = await admin.start(config.admin.listen);
@@ -268,6 +308,7 @@ export async function startAgent(
       inbound.destroyAll();
       upstreams.destroyAll();
       transparent?.destroyAll();
+      httpStage.close();
       await identity.stop();
       await admin.stop();
       log.info({ event: 'agent.stopped', dropped_connections: dropped }, 'agent stopped');

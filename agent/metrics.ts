@@ -15,6 +15,8 @@ export interface AgentMetrics {
   rotations: Counter<'result'>;
   trustVersion: Gauge;
   revokedDisconnects: Counter<'reason'>;
+  httpRequests: Counter<'result'>;
+  httpDenials: Counter<'reason'>;
 }
 
 /** Creates and registers the agent metrics on `registry`. */
@@ -77,6 +79,18 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     revokedDisconnects: new Counter({
       name: 'palisade_agent_closed_connections_total',
       help: 'Live connections closed because their peer was revoked, untrusted, expired or no longer allowed.',
+      labelNames: ['reason'],
+      registers,
+    }),
+    httpRequests: new Counter({
+      name: 'palisade_agent_http_requests_total',
+      help: 'Inbound HTTP requests judged by the request rules, by result (allowed, denied).',
+      labelNames: ['result'],
+      registers,
+    }),
+    httpDenials: new Counter({
+      name: 'palisade_agent_http_denials_total',
+      help: 'Inbound HTTP requests refused, by reason (token-missing, missing-scope, token-expired...).',
       labelNames: ['reason'],
       registers,
     }),

@@ -4,20 +4,33 @@ import type { Registry } from 'prom-client';
 import { formatHostPort, type HostPort } from '../../certs/host-port.js';
 import { isSpiffeId } from '../../certs/spiffe-id.js';
 
+/** What `/why` is asked: a peer, and optionally a request it might make. */
+export interface WhyQuery {
+  peer: string;
+  /** HTTP method of the request to judge; default GET. */
+  method?: string;
+  /** Request target (path and query); with it the request rules are judged too. */
+  path?: string;
+  /** A bearer token to judge the request with (never logged). */
+  token?: string;
+}
+
 /** What the admin endpoints report on; each is asked per request. */
 export interface AdminSources {
   registry: Registry;
   isReady: () => boolean;
   identity: () => Record<string, unknown> | undefined;
   policy: () => Record<string, unknown>;
-  why: (peerId: string) => Record<string, unknown>;
+  why: (query: WhyQuery) => Promise<Record<string, unknown>>;
   /** Starts a graceful shutdown (POST /shutdown). */
   shutdown: () => void;
 }
 
 /**
  * The agent's admin HTTP endpoints, meant for localhost: `/healthz`,
- * `/readyz`, `/metrics`, `/identity`, `/policy`, `/why?peer=SPIFFE_ID`, and
+ * `/readyz`, `/metrics`, `/identity`, `/policy`,
+ * `/why?peer=SPIFFE_ID[&method=GET&path=/orders&token=JWT]` (the last three
+ * judge one request by the HTTP rules and name the deciding rule), and
  * `POST /shutdown` so that a Job's main container can end its sidecar.
  */
 export class AdminServer {
@@ -88,7 +101,15 @@ export class AdminServer {
             error: 'give ?peer=<SPIFFE ID>, e.g. spiffe://cluster.local/ns/shop/sa/web',
           });
         }
-        return send(res, 200, this.sources.why(peer));
+        const query: WhyQuery = { peer };
+        for (const key of ['method', 'path', 'token'] as const) {
+          const value = url.searchParams.get(key);
+          if (value !== null) query[key] = value;
+        }
+        if (query.path !== undefined && !query.path.startsWith('/')) {
+          return send(res, 400, { error: 'path must start with /, e.g. path=/orders' });
+        }
+        return send(res, 200, await this.sources.why(query));
       }
       default:
         return send(res, 404, { error: 'not found' });

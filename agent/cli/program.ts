@@ -4,6 +4,7 @@ import type { Env } from '../config/env-table.js';
 import { registerAgentCommand, registerDemoCommand } from './agent-command.js';
 import { registerCaCommands } from './ca-command.js';
 import { registerInterceptCommand } from './intercept-command.js';
+import { registerK8sCommands } from './k8s-command.js';
 import type { Io } from './output.js';
 
 /** Exit status for usage and configuration errors. */
@@ -32,6 +33,7 @@ export function buildProgram(deps: CliDeps): Command {
   registerAgentCommand(program, deps);
   registerDemoCommand(program, deps);
   registerInterceptCommand(program, deps);
+  registerK8sCommands(program, deps);
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput({ writeOut: deps.io.out, writeErr: deps.io.err });
   }

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Registry } from 'prom-client';
 import { startCa, type RunningCa } from '../../certs/ca.js';
 import { initCaDir, readAdminCredential } from '../../certs/ca-dir.js';
@@ -16,6 +17,9 @@ export const DEMO_TRUST_DOMAIN = 'demo.palisade';
 
 const DEMO_PASSPHRASE = 'demo-passphrase-not-a-secret';
 
+/** Issuer of the demo's OAuth 2.0 access tokens, made at run time. */
+export const DEMO_TOKEN_ISSUER = 'https://issuer.demo.palisade';
+
 /** One service of the demo: an HTTP app and its agent, with the agent's security events. */
 export interface DemoService {
   name: string;
@@ -25,6 +29,8 @@ export interface DemoService {
   events: Record<string, unknown>[];
   /** Local port of the explicit upstream to orders, when the service has one. */
   upstreamPort: number | undefined;
+  /** Local ports of all explicit upstreams, in the order given (web: orders, payments). */
+  upstreamPorts: number[];
   inboundPort: number;
 }
 
@@ -33,13 +39,16 @@ export interface DemoMesh {
   dir: string;
   ca: RunningCa;
   admin: CaClient;
-  services: Record<'web' | 'orders' | 'batch', DemoService>;
+  services: Record<'web' | 'orders' | 'batch' | 'payments', DemoService>;
+  /** Access tokens for payments: one with the `payments.read` scope, one without. */
+  tokens: { withScope: string; withoutScope: string };
   stop(): Promise<void>;
 }
 
 /**
- * Starts a CA and three services on loopback, each behind its own agent:
- * orders allows only web; web and batch each have an upstream to orders.
+ * Starts a CA and four services on loopback, each behind its own agent:
+ * orders allows only web; web and batch each have an upstream to orders;
+ * payments allows web and judges each HTTP request by its access token.
  */
 export async function startDemoMesh(): Promise<DemoMesh> {
   const dir = mkdtempSync(join(tmpdir(), 'palisade-demo-'));
@@ -78,16 +87,20 @@ export async function startDemoMesh(): Promise<DemoMesh> {
   });
 
   const orders = await startService({ name: 'orders', dir, ca, admin, allow: ['ns/demo/sa/web'] });
+  const { policyFile, tokens } = await writeTokenPolicy(dir);
+  const payments = await startService({ name: 'payments', dir, ca, admin, policyFile });
   const upstream = [`0=127.0.0.1:${orders.inboundPort}@${orders.id}`];
-  const web = await startService({ name: 'web', dir, ca, admin, upstream });
+  const webUpstream = [...upstream, `0=127.0.0.1:${payments.inboundPort}@${payments.id}`];
+  const web = await startService({ name: 'web', dir, ca, admin, upstream: webUpstream });
   const batch = await startService({ name: 'batch', dir, ca, admin, upstream });
-  const services = { web, orders, batch };
+  const services = { web, orders, batch, payments };
 
   return {
     dir,
     ca,
     admin,
     services,
+    tokens,
     stop: async () => {
       for (const service of Object.values(services)) {
         await service.agent.stop(0);
@@ -110,9 +123,14 @@ export interface CallResult {
 }
 
 /** GETs `path` from 127.0.0.1:`port` with a fresh connection; never rejects. */
-export function httpGet(port: number, path = '/'): Promise<CallResult> {
+export function httpGet(
+  port: number,
+  path = '/',
+  headers: Record<string, string> = {},
+): Promise<CallResult> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 3000 }, (res) => {
+    const options = { host: '127.0.0.1', port, path, headers, agent: false, timeout: 3000 };
+    const req = request(options, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
@@ -158,6 +176,7 @@ async function startService(options: {
   ca: RunningCa;
   admin: CaClient;
   allow?: string[];
+  policyFile?: string;
   upstream?: string[];
 }): Promise<DemoService> {
   const id = `spiffe://${DEMO_TRUST_DOMAIN}/ns/demo/sa/${options.name}`;
@@ -178,6 +197,7 @@ async function startService(options: {
       inboundListen: '127.0.0.1:0',
       adminListen: '127.0.0.1:0',
       ...(options.allow ? { allow: options.allow } : {}),
+      ...(options.policyFile ? { policyFile: options.policyFile } : {}),
       ...(options.upstream ? { upstream: options.upstream } : {}),
     },
     {},
@@ -196,13 +216,54 @@ async function startService(options: {
   const agent = await startAgent(config, { log, registry: new Registry() });
   await agent.ready;
   const portOf = (address: string | undefined) => Number(address?.split(':').pop());
+  const upstreamPorts = agent.upstreamAddresses().map(portOf);
   return {
     name: options.name,
     id,
     agent,
     app,
     events,
-    upstreamPort: options.upstream ? portOf(agent.upstreamAddresses()[0]) : undefined,
+    upstreamPort: upstreamPorts[0],
+    upstreamPorts,
     inboundPort: portOf(agent.inboundAddress()),
+  };
+}
+
+/**
+ * Makes an issuer key, writes its JWKS and the payments policy (allow web;
+ * GET /payments needs the `payments.read` scope) into `dir`, and signs one
+ * token with that scope and one without.
+ */
+async function writeTokenPolicy(
+  dir: string,
+): Promise<{ policyFile: string; tokens: DemoMesh['tokens'] }> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const jwksFile = join(dir, 'issuer-jwks.json');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'demo-1', alg: 'ES256', use: 'sig' };
+  writeFileSync(jwksFile, JSON.stringify({ keys: [jwk] }));
+  const policyFile = join(dir, 'payments-policy.yaml');
+  writeFileSync(
+    policyFile,
+    [
+      'allow: [ns/demo/sa/web]',
+      'http:',
+      `  jwt: { issuer: ${DEMO_TOKEN_ISSUER}, audience: payments, jwks: ${JSON.stringify(jwksFile)} }`,
+      '  rules:',
+      '    - { methods: [GET], path: /payments, prefix: true, scopes: [payments.read] }',
+      '    - { path: /healthz, anonymous: true }',
+      '',
+    ].join('\n'),
+  );
+  const sign = (scope: string) =>
+    new SignJWT({ scope, client_id: 'web-frontend', sub: 'alice' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'demo-1' })
+      .setIssuer(DEMO_TOKEN_ISSUER)
+      .setAudience('payments')
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(privateKey);
+  return {
+    policyFile,
+    tokens: { withScope: await sign('payments.read'), withoutScope: await sign('profile') },
   };
 }

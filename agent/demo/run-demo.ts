@@ -26,9 +26,11 @@ interface DemoRow {
 }
 
 /**
- * Runs the demo: a CA and three services (web, orders, batch) behind agents on
- * loopback. web may call orders, batch may not, plaintext is refused; then web
- * is revoked live and both its open connection and its next call are cut.
+ * Runs the demo: a CA and four services (web, orders, batch, payments) behind
+ * agents on loopback. web may call orders, batch may not, plaintext is refused;
+ * web's request to payments passes with the `payments.read` scope in its access
+ * token and is refused 403 without it; then web is revoked live and both its
+ * open connection and its next call are cut.
  * Prints a table and returns whether everything behaved as expected.
  */
 export async function runDemo(
@@ -36,13 +38,14 @@ export async function runDemo(
   options: { keep: boolean; untilStopped: () => Promise<void> },
 ): Promise<boolean> {
   io.out(
-    `starting a CA and three services (web, orders, batch) on loopback, trust domain ${DEMO_TRUST_DOMAIN}\n`,
+    `starting a CA and four services (web, orders, batch, payments) on loopback, trust domain ${DEMO_TRUST_DOMAIN}\n`,
   );
   const mesh = await startDemoMesh();
   try {
     const { web, orders, batch } = mesh.services;
     io.out(
-      `orders allows only ns/demo/sa/web; web and batch reach orders through their agents\n\n`,
+      `orders allows only ns/demo/sa/web; web and batch reach orders through their agents;\n` +
+        `payments allows web and needs an access token with scope payments.read for GET /payments\n\n`,
     );
     const rows: DemoRow[] = [];
 
@@ -60,13 +63,27 @@ export async function runDemo(
       ),
     );
 
+    const { payments } = mesh.services;
+    const paymentsPort = web.upstreamPorts[1] as number;
+    const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+    rows.push(
+      await call('4', web, payments, 'allow', () =>
+        httpGet(paymentsPort, '/payments', bearer(mesh.tokens.withScope)),
+      ),
+    );
+    rows.push(
+      await call('5', web, payments, 'deny', () =>
+        httpGet(paymentsPort, '/payments', bearer(mesh.tokens.withoutScope)),
+      ),
+    );
+
     const live = await openKeepAlive(web.upstreamPort as number);
     const liveOk = live.firstAnswer.includes('"service":"orders"');
     const revokedAt = performance.now();
     await mesh.admin.revoke({ spiffeId: web.id, reason: 'key-compromise' });
     const closedAfterMs = await live.closed.then(() => performance.now() - revokedAt);
     rows.push({
-      step: '4',
+      step: '6',
       caller: 'web',
       callee: 'orders',
       expected: 'deny',
@@ -75,7 +92,7 @@ export async function runDemo(
       peerSeen: web.id,
     });
     rows.push(
-      await call('5', web, orders, 'deny', () => httpGet(web.upstreamPort as number, '/orders')),
+      await call('7', web, orders, 'deny', () => httpGet(web.upstreamPort as number, '/orders')),
     );
 
     io.out(
@@ -117,13 +134,17 @@ async function call(
   await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   const fresh = callee.events.slice(seen);
   const refusal = fresh.find(
-    (e) => e['event'] === 'policy.denied' || e['event'] === 'peer.rejected',
+    (e) =>
+      e['event'] === 'policy.denied' ||
+      e['event'] === 'peer.rejected' ||
+      e['event'] === 'http.denied',
   );
   const allowed = result.ok && !refusal;
   let reason: string;
   let peerSeen = '-';
   if (refusal) {
-    reason = `${String(refusal['event'])}: ${String(refusal['reason'])}`;
+    const scope = refusal['missing_scope'];
+    reason = `${String(refusal['event'])}: ${String(refusal['reason'])}${typeof scope === 'string' ? ` ${scope}` : ''}`;
     peerSeen = typeof refusal['peer_id'] === 'string' ? refusal['peer_id'] : '(none)';
   } else if (allowed && caller.id) {
     const decision = decide(callee.agent.policy(), caller.id, DEMO_TRUST_DOMAIN);

@@ -42,6 +42,20 @@ export interface InboundOptions {
   trustDomain: string;
 }
 
+/**
+ * A stage that serves allowed connections request by request (the HTTP
+ * request rules) instead of the raw splice; only the active one is used.
+ */
+export interface RequestStage {
+  readonly isActive: boolean;
+  /** Takes over `socket`; `onClose` runs once it has closed. */
+  serve(
+    socket: Socket,
+    conn: { peerId: string | undefined; app: HostPort; connId: number },
+    onClose: () => void,
+  ): void;
+}
+
 /** What the inbound proxy is given by the composition root. */
 export interface InboundDeps {
   tls: TlsContextHolder;
@@ -52,13 +66,16 @@ export interface InboundDeps {
   metrics: AgentMetrics;
   /** Reads a redirected connection's original destination (SO_ORIGINAL_DST); set with interception. */
   originalDst?: (socket: Socket) => { address: string; port: number };
+  /** When active, allowed connections go through it rather than being spliced. */
+  requestStage?: RequestStage;
 }
 
 /**
  * The inbound side of the sidecar: accepts peers on the inbound port, tells
  * TLS from plaintext by the first byte, completes a TLS 1.3 handshake that
  * requests a client certificate, verifies the peer and asks the policy, then
- * splices the connection to the application on localhost. Every refusal is
+ * splices the connection to the application on localhost, or, when the policy
+ * has HTTP request rules, hands it to the request stage. Every refusal is
  * logged with its reason and counted; nothing is refused silently.
  */
 export class InboundProxy {
@@ -210,6 +227,13 @@ export class InboundProxy {
       socket.destroy();
       return;
     }
+    const stage = this.deps.requestStage;
+    if (stage?.isActive) {
+      const { id: connId, remove } = this.deps.live.track(DIRECTION, verdict, [socket]);
+      this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
+      this.serveRequests(stage, socket, this.appTarget(raw), connId, verdict.spiffeId, remove);
+      return;
+    }
     const app = this.dialApp(raw);
     const { id: connId, remove } = this.deps.live.track(DIRECTION, verdict, [socket, app]);
     this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
@@ -224,7 +248,42 @@ export class InboundProxy {
       { direction: DIRECTION, conn_id: connId, peer_id: 'plaintext', mode: 'permissive' },
       'plaintext connection accepted',
     );
+    // Plaintext gets the same request rules as mTLS peers, only with no identity.
+    const stage = this.deps.requestStage;
+    if (stage?.isActive) {
+      this.serveRequests(stage, socket, this.appTarget(socket), connId, undefined, () => undefined);
+      return;
+    }
     this.proxy(this.dialApp(socket), socket, connId, 'plaintext', () => undefined);
+  }
+
+  private serveRequests(
+    stage: RequestStage,
+    socket: Socket,
+    app: HostPort,
+    connId: number,
+    peerId: string | undefined,
+    remove: () => void,
+  ): void {
+    const started = Date.now();
+    this.deps.metrics.activeConnections.inc({ direction: DIRECTION });
+    stage.serve(socket, { peerId, app, connId }, () => {
+      remove();
+      this.deps.metrics.activeConnections.dec({ direction: DIRECTION });
+      this.deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'from_peer' }, socket.bytesRead);
+      this.deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'to_peer' }, socket.bytesWritten);
+      this.deps.log.debug(
+        {
+          direction: DIRECTION,
+          conn_id: connId,
+          peer_id: peerId ?? 'plaintext',
+          bytes_in: socket.bytesRead,
+          bytes_out: socket.bytesWritten,
+          duration_ms: Date.now() - started,
+        },
+        'connection closed',
+      );
+    });
   }
 
   private proxy(
@@ -292,9 +351,14 @@ export class InboundProxy {
     return { ok: true, addr: { host: '127.0.0.1', port } };
   }
 
-  private dialApp(raw: Socket | undefined): Socket {
+  private appTarget(raw: Socket | undefined): HostPort {
     const target = (raw && appTargets.get(raw)) ?? this.options.appAddr;
     if (!target) throw new Error('no application target for an accepted connection');
+    return target;
+  }
+
+  private dialApp(raw: Socket | undefined): Socket {
+    const target = this.appTarget(raw);
     const app = connect({
       host: target.host,
       port: target.port,

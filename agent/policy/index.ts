@@ -24,4 +24,13 @@ export {
   PolicyWatcher,
   type PolicyWatcherOptions,
 } from './policy-watcher.js';
+export {
+  checkHttpSection,
+  DEFAULT_JWT_CLOCK_SKEW_SECONDS,
+  MAX_JWT_CLOCK_SKEW_SECONDS,
+  type HttpRule,
+  type HttpSection,
+  type HttpSectionResult,
+  type JwtSettings,
+} from './http-section.js';
 export { PolicyError, type PolicyErrorCode } from './policy-error.js';

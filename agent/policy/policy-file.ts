@@ -1,24 +1,24 @@
 import { parseDocument } from 'yaml';
 
+import { checkHttpSection, type HttpSection } from './http-section.js';
 import { invalidPolicy } from './policy-error.js';
 import { checkWorkloadPolicy, type WorkloadPolicy } from './workload-policy.js';
 
 /** Largest policy file accepted, in bytes. */
 export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
 
-// `http` belongs to the HTTP request rules still to come; it is carried, not read.
 const KNOWN_KEYS = new Set(['allow', 'mode', 'dryRun', 'http']);
 
-/** A parsed policy file: the workload policy and the raw `http` section, if any. */
+/** A parsed policy file: the workload policy and the validated `http` section, if any. */
 export interface PolicyDocument {
   readonly policy: WorkloadPolicy;
-  /** The `http` value exactly as written (undefined when absent), for the HTTP rules. */
-  readonly http: unknown;
+  /** Token settings and request rules; undefined when the file has no `http` section. */
+  readonly http: HttpSection | undefined;
 }
 
 /**
  * Parses a policy file's text, YAML or JSON (JSON is YAML), into a workload
- * policy. The document must be a mapping of `allow`, `mode`, `dryRun` and
+ * policy and its optional `http` section. The document must be a mapping of `allow`, `mode`, `dryRun` and
  * `http`; an empty document is refused rather than read as "no allow list",
  * so a file caught half-written never widens access. Throws PolicyError
  * POLICY_INVALID naming every problem, `source` included.
@@ -56,8 +56,14 @@ export function parsePolicyDocument(
     trustDomain,
   );
   if (!result.ok) problems.push(...result.problems);
-  if (problems.length > 0 || !result.ok) throw invalidPolicy(source, problems);
-  return Object.freeze({ policy: result.policy, http: fields['http'] });
+  // A bad http section is refused like a bad allow list: the previous policy stays.
+  const http =
+    fields['http'] === undefined ? undefined : checkHttpSection(fields['http'], trustDomain);
+  if (http !== undefined && !http.ok) problems.push(...http.problems);
+  if (problems.length > 0 || !result.ok || (http !== undefined && !http.ok)) {
+    throw invalidPolicy(source, problems);
+  }
+  return Object.freeze({ policy: result.policy, http: http?.section });
 }
 
 function firstLine(message: string): string {

@@ -18,10 +18,12 @@ t.test('the demo shows allowed, denied and revoked calls and exits 0', async (t)
   t.match(out, /1\s+web\s+orders\s+allow\s+allowed\s+allowed-by-rule/);
   t.match(out, /2\s+batch\s+orders\s+deny\s+denied\s+policy\.denied: not-in-allow-list/);
   t.match(out, /3\s+plaintext client\s+orders\s+deny\s+denied\s+peer\.rejected: plaintext/);
+  t.match(out, /4\s+web\s+payments\s+allow\s+allowed\s+allowed-by-rule/);
+  t.match(out, /5\s+web\s+payments\s+deny\s+denied\s+http\.denied: missing-scope payments\.read/);
   t.match(
     out,
-    /4\s+web\s+orders\s+deny\s+denied\s+web revoked: open connection closed after \d+ ms/,
+    /6\s+web\s+orders\s+deny\s+denied\s+web revoked: open connection closed after \d+ ms/,
   );
-  t.match(out, /5\s+web\s+orders\s+deny\s+denied\s+peer\.rejected: revoked/);
+  t.match(out, /7\s+web\s+orders\s+deny\s+denied\s+peer\.rejected: revoked/);
   t.match(out, /every call behaved as expected/);
 });

@@ -308,13 +308,15 @@ t.test('policy documents', async (t) => {
     t.equal(policy.mode, 'strict');
   });
 
-  t.test('keeps the http section as written', async (t) => {
-    const { http } = parsePolicyDocument(
-      'allow: ["*"]\nhttp:\n  routes:\n    - path: /admin\n      allow: [ns/ops/*]\n',
-      'p.yaml',
-      TD,
-    );
-    t.same(http, { routes: [{ path: '/admin', allow: ['ns/ops/*'] }] });
+  t.test('refuses an http section that is not the request-rule shape', async (t) => {
+    const parse = (): unknown =>
+      parsePolicyDocument(
+        'allow: ["*"]\nhttp:\n  routes:\n    - path: /admin\n      allow: [ns/ops/*]\n',
+        'p.yaml',
+        TD,
+      );
+    t.equal(codeOf(parse), 'POLICY_INVALID');
+    t.match(problemsOf(parse), [/^http\.routes: unknown key/, /^http\.rules: /]);
   });
 
   t.test('refuses an unknown key', async (t) => {
