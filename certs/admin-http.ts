@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { formatHostPort, type HostPort } from './host-port.js';
+import { formatHostPort, listenOn, type HostPort } from './host-port.js';
 
 /**
  * Serves `/metrics`, `/healthz` and `/readyz` over plain HTTP. Readiness is
@@ -34,13 +33,6 @@ export async function startMetricsServer(options: {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOn(server, options.listen);
   return { server, port, address: formatHostPort({ host: options.listen.host, port }) };
 }

@@ -1,3 +1,4 @@
+import type { AddressInfo, Server } from 'node:net';
 import { PalisadeError } from './errors.js';
 
 /** A listen or dial address. */
@@ -23,4 +24,18 @@ export function parseHostPort(input: string, defaultHost = '127.0.0.1'): HostPor
 /** Formats an address for gRPC targets and logs, bracketing IPv6 hosts. */
 export function formatHostPort({ host, port }: HostPort): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * Starts `server` listening on `address` and resolves with the bound port
+ * (port 0 resolved); rejects with the listen error (EADDRINUSE, EACCES...).
+ */
+export function listenOn(server: Server, address: HostPort): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
 }

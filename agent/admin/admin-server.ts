@@ -1,7 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { formatHostPort, type HostPort } from '../../certs/host-port.js';
+import { formatHostPort, listenOn, type HostPort } from '../../certs/host-port.js';
 import { isSpiffeId } from '../../certs/spiffe-id.js';
 
 /** What `/why` is asked: a peer, and optionally a request it might make. */
@@ -47,14 +46,7 @@ export class AdminServer {
 
   /** Starts listening; resolves with the bound address. */
   async start(listen: HostPort): Promise<string> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(listen.port, listen.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const port = (this.server.address() as AddressInfo).port;
+    const port = await listenOn(this.server, listen);
     return formatHostPort({ host: listen.host, port });
   }
 

@@ -1,11 +1,10 @@
 import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import {
   createServer as createTlsServer,
   type Server as TlsServer,
   type TLSSocket,
 } from 'node:tls';
-import { formatHostPort, type HostPort } from '../../certs/host-port.js';
+import { formatHostPort, listenOn, type HostPort } from '../../certs/host-port.js';
 import type { Logger } from '../../certs/log.js';
 import type { Direction, AgentMetrics } from '../metrics.js';
 import { splice } from '../net/index.js';
@@ -111,14 +110,7 @@ export class InboundProxy {
     });
     this.tlsServer = tlsServer;
     this.unsubscribe = this.deps.tls.onUpdate((options) => tlsServer.setSecureContext(options));
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.options.listen.port, this.options.listen.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    this.boundPort = (this.server.address() as AddressInfo).port;
+    this.boundPort = await listenOn(this.server, this.options.listen);
     return formatHostPort({ host: this.options.listen.host, port: this.boundPort });
   }
 

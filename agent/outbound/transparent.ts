@@ -1,7 +1,7 @@
 import { networkInterfaces } from 'node:os';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { errorMessage } from '../../certs/errors.js';
-import { formatHostPort, type HostPort } from '../../certs/host-port.js';
+import { formatHostPort, listenOn, type HostPort } from '../../certs/host-port.js';
 import type { Logger } from '../../certs/log.js';
 import type { AgentMetrics, Direction } from '../metrics.js';
 import type { LiveConnections } from '../tls/index.js';
@@ -56,14 +56,7 @@ export class TransparentOutbound {
 
   /** Starts listening; resolves with the bound address. */
   async start(): Promise<string> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.options.listen.port, this.options.listen.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    this.boundPort = (this.server.address() as AddressInfo).port;
+    this.boundPort = await listenOn(this.server, this.options.listen);
     return formatHostPort({ host: this.options.listen.host, port: this.boundPort });
   }
 

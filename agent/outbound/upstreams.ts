@@ -1,5 +1,5 @@
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { formatHostPort } from '../../certs/host-port.js';
+import { createServer, type Server, type Socket } from 'node:net';
+import { formatHostPort, listenOn } from '../../certs/host-port.js';
 import type { Logger } from '../../certs/log.js';
 import type { AgentMetrics } from '../metrics.js';
 import type { LiveConnections } from '../tls/index.js';
@@ -46,15 +46,8 @@ export class ExplicitUpstreams {
       const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
         this.onConnection(socket, spec),
       );
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(spec.localPort, this.bindHost, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      const port = await listenOn(server, { host: this.bindHost, port: spec.localPort });
       this.servers.push(server);
-      const port = (server.address() as AddressInfo).port;
       addresses.push(formatHostPort({ host: this.bindHost, port }));
     }
     return addresses;
