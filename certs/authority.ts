@@ -413,7 +413,7 @@ export class CertificateAuthority {
         if (!this.saVerifier) {
           throw new AuthorityError(
             'SA_TOKENS_DISABLED',
-            'this CA verifies no service-account tokens (start it with --sa-jwks and --sa-issuer)',
+            'this CA verifies no service-account tokens (start it with --sa-jwks kubernetes, or --sa-jwks FILE|URL with --sa-issuer)',
           );
         }
         const result = await this.saVerifier.verify(proof.token);

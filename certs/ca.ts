@@ -22,7 +22,7 @@ import { formatHostPort, type HostPort } from './host-port.js';
 import type { Logger } from './log.js';
 import { createCaMetrics } from './metrics.js';
 import { caId } from './spiffe-id.js';
-import { SaTokenVerifier } from './authn/index.js';
+import { isJwksDiscovery, SaTokenVerifier } from './authn/index.js';
 import { CaStore } from './store/index.js';
 import {
   adminService,
@@ -53,8 +53,12 @@ export interface CaServeConfig {
   maxTtlSeconds: number;
   /** Shortest certificate lifetime handed out (default 60 s). */
   minTtlSeconds?: number;
+  /** JWKS file, http(s) URL, or `kubernetes`/`oidc` for discovery on the API server. */
   saJwks: string | undefined;
+  /** Required `iss` of service-account tokens; with discovery, taken from the API server. */
   saIssuer: string | undefined;
+  /** API server base URL used by discovery (default `https://kubernetes.default.svc`). */
+  saApiServerUrl?: string;
   passphrase: PassphraseSource;
   /** Worker threads that parse CSRs and sign (0: on the main thread). */
   signWorkers?: number;
@@ -88,18 +92,26 @@ export async function startCa(
       `--default-ttl (${config.defaultTtlSeconds}s) exceeds --max-ttl (${config.maxTtlSeconds}s)`,
     );
   }
-  if (Boolean(config.saJwks) !== Boolean(config.saIssuer)) {
-    throw new PalisadeError('CONFIG_INVALID', '--sa-jwks and --sa-issuer go together');
+  const isSaDiscovery = config.saJwks !== undefined && isJwksDiscovery(config.saJwks);
+  if (config.saIssuer ? !config.saJwks : config.saJwks && !isSaDiscovery) {
+    throw new PalisadeError(
+      'CONFIG_INVALID',
+      '--sa-jwks and --sa-issuer go together unless --sa-jwks is kubernetes',
+    );
   }
   const metrics = createCaMetrics(registry);
   const rootCert = new X509Certificate(loaded.rootPem);
   const rootCertExpiry = new Date(rootCert.validTo);
   metrics.rootExpirySeconds.set(rootCertExpiry.getTime() / 1000);
   const store = CaStore.open(join(config.dir, CA_FILES.store));
-  const saVerifier =
-    config.saJwks && config.saIssuer
-      ? new SaTokenVerifier({ jwks: config.saJwks, issuer: config.saIssuer, trustDomain })
-      : undefined;
+  const saVerifier = config.saJwks
+    ? new SaTokenVerifier({
+        jwks: config.saJwks,
+        ...(config.saIssuer ? { issuer: config.saIssuer } : {}),
+        ...(config.saApiServerUrl ? { discovery: { apiServerUrl: config.saApiServerUrl } } : {}),
+        trustDomain,
+      })
+    : undefined;
   const signer = new SigningPool(
     { workers: config.signWorkers ?? 0, trustDomain },
     { certPem: loaded.intermediate.certPem, key: loaded.intermediateKey },

@@ -111,8 +111,17 @@ export function registerCaCommands(program: Command, deps: CaCommandDeps): void 
       '--sign-workers <n>',
       'worker threads that parse CSRs and sign; 0 signs on the main thread (default 1)',
     )
-    .option('--sa-jwks <file|url>', 'JWKS of the Kubernetes service-account issuer')
-    .option('--sa-issuer <iss>', 'issuer (iss) of Kubernetes service-account tokens')
+    .option(
+      '--sa-jwks <file|url|kubernetes>',
+      'keys of the Kubernetes service-account issuer: a JWKS file, an http(s) URL, or ' +
+        '"kubernetes" to discover them from the API server with the pod\'s own token ' +
+        '(refetched every 10m and on an unknown key id, at most every 30s) (env PALISADE_CA_SA_JWKS)',
+    )
+    .option(
+      '--sa-issuer <iss>',
+      'issuer (iss) of service-account tokens; with --sa-jwks kubernetes, default: the one ' +
+        'the API server announces (env PALISADE_CA_SA_ISSUER)',
+    )
     .option(
       '--passphrase-file <file>',
       'file holding the key passphrase (env PALISADE_CA_PASSPHRASE_FILE or PALISADE_CA_PASSPHRASE)',

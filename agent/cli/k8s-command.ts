@@ -110,7 +110,7 @@ function registerInstallCommand(program: Command, deps: CliDeps): void {
     )
     .addHelpText(
       'after',
-      '\nExample: palisade install --trust-domain cluster.local | kubectl apply -f -\nEach run makes a new CA: keep the output, or its Secrets, to re-apply. Injected pods need the palisade-trust-bundle ConfigMap in their namespace (--mesh-namespace). Fill the palisade-sa-jwks ConfigMap with `kubectl get --raw /openid/v1/jwks`.',
+      '\nExample: palisade install --trust-domain cluster.local | kubectl apply -f -\nEach run makes a new CA: keep the output, or its Secrets, to re-apply. Injected pods need the palisade-trust-bundle ConfigMap in their namespace (--mesh-namespace). The CA finds the cluster service-account keys by OIDC discovery (--sa-jwks kubernetes).',
     )
     .action((flags: MeshFlags & { meshNamespace?: string[] }) => {
       const settings = buildMeshSettings(flags, deps.version);

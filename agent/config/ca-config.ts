@@ -1,3 +1,4 @@
+import { apiServerUrlFromEnv, isJwksDiscovery } from '../../certs/authn/index.js';
 import type { CaServeConfig } from '../../certs/ca.js';
 import { DEFAULT_CA_DIR, type PassphraseSource } from '../../certs/ca-dir.js';
 import { parseDurationSeconds } from '../../certs/duration.js';
@@ -114,12 +115,12 @@ export function loadCaServeConfig(
   );
   const saJwks = pick('saJwks', flags.saJwks);
   const saIssuer = pick('saIssuer', flags.saIssuer);
-  if (Boolean(saJwks) !== Boolean(saIssuer)) {
-    problems.add(
-      saJwks ? '--sa-issuer' : '--sa-jwks',
-      '',
-      'is required with the other --sa-* flag',
-    );
+  const isDiscovery = saJwks !== undefined && isJwksDiscovery(saJwks);
+  // Discovery reads the issuer from the API server; a file or URL cannot.
+  if (saIssuer && !saJwks) {
+    problems.add('--sa-jwks', '', 'is required with --sa-issuer');
+  } else if (saJwks && !saIssuer && !isDiscovery) {
+    problems.add('--sa-issuer', '', 'is required unless --sa-jwks is kubernetes');
   }
   problems.throwIfAny();
   return {
@@ -132,6 +133,14 @@ export function loadCaServeConfig(
     signWorkers: signWorkers as number,
     saJwks,
     saIssuer,
+    ...(isDiscovery
+      ? {
+          saApiServerUrl: apiServerUrlFromEnv({
+            KUBERNETES_SERVICE_HOST: env[ENV_BY_FLAG.kubernetesServiceHost],
+            KUBERNETES_SERVICE_PORT: env[ENV_BY_FLAG.kubernetesServicePort],
+          }),
+        }
+      : {}),
     passphrase: common.passphrase,
     sweepIntervalMs: 30_000,
     logLevel: common.logLevel,

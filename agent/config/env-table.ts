@@ -18,6 +18,9 @@ export const ENV_BY_FLAG = {
   passphraseFile: 'PALISADE_CA_PASSPHRASE_FILE',
   passphrase: 'PALISADE_CA_PASSPHRASE',
   logLevel: 'PALISADE_LOG_LEVEL',
+  // set by Kubernetes in every pod; `--sa-jwks kubernetes` reaches the API server there
+  kubernetesServiceHost: 'KUBERNETES_SERVICE_HOST',
+  kubernetesServicePort: 'KUBERNETES_SERVICE_PORT',
   // palisade agent
   caBundle: 'PALISADE_CA_BUNDLE',
   tokenFile: 'PALISADE_TOKEN_FILE',

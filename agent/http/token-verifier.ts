@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 
 import {
   createLocalJWKSet,
+  decodeJwt,
   decodeProtectedHeader,
   errors,
   jwtVerify,
@@ -58,6 +59,17 @@ export interface TokenVerifierOptions {
   maxAgeMs?: number;
 }
 
+/** Most verified tokens remembered; the cache is emptied when it is full. */
+const MAX_VERIFIED_TOKENS = 4096;
+
+/** A token that verified, with the keys it verified against and its time window. */
+interface VerifiedToken {
+  readonly claims: TokenClaims;
+  readonly keys: LoadedKeys;
+  readonly expMs: number;
+  readonly nbfMs: number;
+}
+
 interface LoadedKeys {
   readonly keys: JWTVerifyGetKey;
   readonly loadedAtMs: number;
@@ -84,6 +96,7 @@ export class TokenVerifier {
   #lastKidRefreshMs = Number.NEGATIVE_INFINITY;
   #lastError = '';
   #loading: Promise<void> | undefined;
+  readonly #verified = new Map<string, VerifiedToken>();
 
   constructor(options: TokenVerifierOptions) {
     this.jwt = options.jwt;
@@ -120,7 +133,22 @@ export class TokenVerifier {
       return fail('jwks-unavailable', `issuer keys are unavailable: ${this.#lastError}`);
     }
 
-    let result = await this.#check(token, this.#loaded.keys);
+    // A token already verified against these very keys stands while its
+    // time window holds: a signature check per request would cost more than
+    // the rest of the request (ES256 verify on every keep-alive request).
+    const loaded = this.#loaded;
+    const known = this.#verified.get(token);
+    const skewMs = this.jwt.clockSkewSeconds * 1000;
+    if (
+      known &&
+      known.keys === loaded &&
+      nowMs < known.expMs + skewMs &&
+      nowMs >= known.nbfMs - skewMs
+    ) {
+      return { ok: true, claims: known.claims };
+    }
+
+    let result = await this.#check(token, loaded.keys);
     if (!result.ok && result.reason === 'unknown-key' && this.#mayRefresh(nowMs)) {
       // Issuers publish a new key before signing with it; one reload finds it.
       // Tokens with made-up key ids cause at most one reload per interval.
@@ -128,7 +156,20 @@ export class TokenVerifier {
       await this.#reload(nowMs);
       result = await this.#check(token, this.#loaded.keys);
     }
+    if (result.ok) this.#remember(token, result.claims);
     return result;
+  }
+
+  #remember(token: string, claims: TokenClaims): void {
+    const payload = decodeJwt(token);
+    if (typeof payload.exp !== 'number' || !this.#loaded) return;
+    if (this.#verified.size >= MAX_VERIFIED_TOKENS) this.#verified.clear();
+    this.#verified.set(token, {
+      claims,
+      keys: this.#loaded,
+      expMs: payload.exp * 1000,
+      nbfMs: typeof payload.nbf === 'number' ? payload.nbf * 1000 : Number.NEGATIVE_INFINITY,
+    });
   }
 
   /** Loads the keys now (e.g. at start-up); resolves whether keys are available afterwards. */

@@ -19,6 +19,8 @@ export interface InstallMaterials {
 }
 
 const CA_DIR = '/var/lib/palisade/ca';
+/** Built-in ClusterRole that may read the service-account issuer's discovery document and keys. */
+const ISSUER_DISCOVERY_ROLE = 'system:service-account-issuer-discovery';
 const WEBHOOK_SERVICE = 'palisade-webhook';
 const labels = (app: string) => ({
   'app.kubernetes.io/name': app,
@@ -59,7 +61,8 @@ export function createInstallMaterials(trustDomain: string): InstallMaterials {
 
 /**
  * Every object a cluster needs, in apply order: the namespace, service
- * accounts, the CA (Secret, PVC, Deployment, Service), the trust bundle
+ * accounts, the CA's binding to the built-in issuer-discovery ClusterRole,
+ * the CA (Secret, PVC, Deployment, Service), the trust bundle
  * ConfigMap (also in each of `meshNamespaces`, which are labelled for
  * injection), and the webhook (Secret, Deployment, Service, configuration).
  * Pure: the materials come in.
@@ -94,14 +97,27 @@ export function renderInstall(
       kind: 'Namespace',
       metadata: { name: SYSTEM_NAMESPACE, labels: { [INJECT_LABEL]: 'disabled' } },
     },
-    // Neither part calls the Kubernetes API, so no Role is bound and no
-    // API token is mounted: the least RBAC is none.
+    // No API token is mounted by default: only the CA pod opts in (below),
+    // to read the service-account issuer keys; the webhook never calls the API.
     ...['palisade-ca', 'palisade-webhook'].map((name) => ({
       apiVersion: 'v1',
       kind: 'ServiceAccount',
       metadata: meta(name, name),
       automountServiceAccountToken: false,
     })),
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      // The built-in role allows GET on /.well-known/openid-configuration and
+      // /openid/v1/jwks and nothing else: the CA's whole RBAC.
+      metadata: { name: 'palisade-ca-issuer-discovery', labels: labels('palisade-ca') },
+      roleRef: {
+        apiGroup: 'rbac.authorization.k8s.io',
+        kind: 'ClusterRole',
+        name: ISSUER_DISCOVERY_ROLE,
+      },
+      subjects: [{ kind: 'ServiceAccount', name: 'palisade-ca', namespace: SYSTEM_NAMESPACE }],
+    },
     {
       apiVersion: 'v1',
       kind: 'Secret',
@@ -115,13 +131,6 @@ export function renderInstall(
       metadata: meta('palisade-ca-admin', 'palisade-ca'),
       type: 'Opaque',
       data: materials.adminFiles,
-    },
-    {
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      metadata: meta('palisade-sa-jwks', 'palisade-ca'),
-      // Filled by the operator: kubectl get --raw /openid/v1/jwks.
-      data: { 'jwks.json': '{"keys":[]}' },
     },
     {
       apiVersion: 'v1',
@@ -142,6 +151,8 @@ export function renderInstall(
           metadata: { labels: labels('palisade-ca'), annotations: { [INJECT_LABEL]: 'disabled' } },
           spec: {
             serviceAccountName: 'palisade-ca',
+            // The CA's own token authenticates its OIDC discovery requests.
+            automountServiceAccountToken: true,
             securityContext: { fsGroup: PROXY_UID },
             initContainers: [
               {
@@ -169,10 +180,9 @@ export function renderInstall(
                   '0.0.0.0:15112',
                   '--metrics-listen',
                   '0.0.0.0:15113',
+                  // Keys and issuer come from the API server's OIDC discovery.
                   '--sa-jwks',
-                  '/etc/palisade/jwks/jwks.json',
-                  '--sa-issuer',
-                  `https://kubernetes.default.svc.${settings.trustDomain}`,
+                  'kubernetes',
                 ],
                 ports: [
                   { name: 'grpc', containerPort: 15112 },
@@ -185,16 +195,12 @@ export function renderInstall(
                   limits: { memory: '512Mi' },
                 },
                 securityContext: restricted,
-                volumeMounts: [
-                  { name: 'ca-store', mountPath: CA_DIR },
-                  { name: 'jwks', mountPath: '/etc/palisade/jwks', readOnly: true },
-                ],
+                volumeMounts: [{ name: 'ca-store', mountPath: CA_DIR }],
               },
             ],
             volumes: [
               { name: 'ca-secret', secret: { secretName: 'palisade-ca', defaultMode: 0o440 } },
               { name: 'ca-store', persistentVolumeClaim: { claimName: 'palisade-ca' } },
-              { name: 'jwks', configMap: { name: 'palisade-sa-jwks' } },
             ],
           },
         },

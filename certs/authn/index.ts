@@ -10,6 +10,18 @@ export {
   type SaTokenVerifierOptions,
 } from './sa-token.js';
 export {
+  apiServerUrlFromEnv,
+  DEFAULT_API_SERVER_URL,
+  DEFAULT_JWKS_COOLDOWN_MS,
+  DEFAULT_JWKS_MAX_AGE_MS,
+  DEFAULT_SA_CA_FILE,
+  DEFAULT_SA_TOKEN_FILE,
+  isJwksDiscovery,
+  JWKS_DISCOVERY_VALUES,
+  KubernetesJwks,
+  type KubernetesJwksOptions,
+} from './oidc-discovery.js';
+export {
   generateJoinToken,
   hashJoinToken,
   isJoinTokenShaped,

@@ -13,6 +13,7 @@ import {
 
 import { PalisadeError, errorMessage } from '../errors.js';
 import { parseTrustDomain, workloadId } from '../spiffe-id.js';
+import { isJwksDiscovery, KubernetesJwks, type KubernetesJwksOptions } from './oidc-discovery.js';
 
 /** The audience a projected service-account token must carry to reach the CA. */
 export const SA_TOKEN_AUDIENCE = 'palisade-ca';
@@ -45,10 +46,18 @@ export type AuthnResult =
 
 /** Settings of a SaTokenVerifier. */
 export interface SaTokenVerifierOptions {
-  /** The issuer's keys: a JWKS file path, or an http(s) URL serving one. */
+  /**
+   * The issuer's keys: a JWKS file path, an http(s) URL serving one, or
+   * `kubernetes` (or `oidc`) to discover them from the API server.
+   */
   jwks: string;
-  /** The `iss` every token must carry, e.g. `https://kubernetes.default.svc.cluster.local`. */
-  issuer: string;
+  /**
+   * The `iss` every token must carry, e.g. `https://kubernetes.default.svc.cluster.local`.
+   * Optional with discovery, which then takes it from the discovery document.
+   */
+  issuer?: string;
+  /** Where and how discovery reaches the API server; in-cluster defaults. */
+  discovery?: KubernetesJwksOptions;
   /** The audience tokens must include; default `palisade-ca`. */
   audience?: string;
   /** Trust domain of the SPIFFE IDs handed out. */
@@ -63,11 +72,12 @@ export interface SaTokenVerifierOptions {
  * Verifies Kubernetes projected service-account tokens and maps each to
  * `spiffe://<td>/ns/<namespace>/sa/<name>`. Keys come from a JWKS file,
  * re-read when its mtime or size changes (the previous keys stay in use if
- * a re-read fails), or from a JWKS URL, fetched with a 5 s timeout, cached
- * 10 minutes and refetched when a token names an unknown key.
+ * a re-read fails), from a JWKS URL, fetched with a 5 s timeout, cached
+ * 10 minutes and refetched when a token names an unknown key, or by OIDC
+ * discovery on the Kubernetes API server (see KubernetesJwks).
  */
 export class SaTokenVerifier {
-  readonly #issuer: string;
+  readonly #issuer: () => Promise<string>;
   readonly #audience: string;
   readonly #trustDomain: string;
   readonly #clockSkewSeconds: number;
@@ -78,7 +88,12 @@ export class SaTokenVerifier {
   constructor(opts: SaTokenVerifierOptions) {
     const problems: string[] = [];
     if (typeof opts.jwks !== 'string' || opts.jwks.trim() === '') problems.push('jwks is empty');
-    if (typeof opts.issuer !== 'string' || opts.issuer === '') problems.push('issuer is empty');
+    const isDiscovery = typeof opts.jwks === 'string' && isJwksDiscovery(opts.jwks);
+    // Discovery may take the issuer from the API server; a file or URL cannot.
+    const hasIssuer = typeof opts.issuer === 'string' && opts.issuer !== '';
+    if (!hasIssuer && !(opts.issuer === undefined && isDiscovery)) {
+      problems.push('issuer is empty');
+    }
     const audience = opts.audience ?? SA_TOKEN_AUDIENCE;
     if (typeof audience !== 'string' || audience === '') problems.push('audience is empty');
     try {
@@ -91,21 +106,29 @@ export class SaTokenVerifier {
       problems.push(`clockSkewSeconds must be zero or more, got ${skew}`);
     }
     let keys: (() => Promise<JWTVerifyGetKey>) | undefined;
+    let issuer: (() => Promise<string>) | undefined;
     if (problems.length === 0) {
       try {
-        keys = keySource(opts.jwks);
+        if (isDiscovery) {
+          const discovered = new KubernetesJwks(opts.discovery);
+          keys = () => discovered.keys();
+          issuer = opts.issuer ? constant(opts.issuer) : () => discovered.issuer();
+        } else {
+          keys = keySource(opts.jwks);
+          issuer = constant(opts.issuer as string);
+        }
       } catch (err) {
         problems.push(`jwks ${JSON.stringify(opts.jwks)}: ${errorMessage(err)}`);
       }
     }
-    if (problems.length > 0 || !keys) {
+    if (problems.length > 0 || !keys || !issuer) {
       throw new PalisadeError(
         'CONFIG_INVALID',
         `service-account token verifier: ${problems.join('; ')}`,
       );
     }
 
-    this.#issuer = opts.issuer;
+    this.#issuer = issuer;
     this.#audience = audience;
     this.#trustDomain = opts.trustDomain;
     this.#clockSkewSeconds = skew;
@@ -142,8 +165,10 @@ export class SaTokenVerifier {
     }
 
     let keys: JWTVerifyGetKey;
+    let issuer: string;
     try {
       keys = await this.#keys();
+      issuer = await this.#issuer();
     } catch (err) {
       return fail('JWKS_UNAVAILABLE', `issuer keys are unavailable: ${errorMessage(err)}`);
     }
@@ -152,7 +177,7 @@ export class SaTokenVerifier {
     try {
       ({ payload } = await jwtVerify(token, keys, {
         algorithms: [...SA_TOKEN_ALGORITHMS],
-        issuer: this.#issuer,
+        issuer,
         audience: this.#audience,
         clockTolerance: this.#clockSkewSeconds,
         currentDate: this.#now(),
@@ -161,10 +186,10 @@ export class SaTokenVerifier {
     } catch (err) {
       return classify(err);
     }
-    return this.#identify(payload);
+    return this.#identify(payload, issuer);
   }
 
-  #identify(payload: JWTPayload): AuthnResult {
+  #identify(payload: JWTPayload, issuer: string): AuthnResult {
     const match = typeof payload.sub === 'string' ? SUBJECT.exec(payload.sub) : null;
     if (!match) return fail('TOKEN_SUBJECT', 'subject is not a Kubernetes service account');
     const namespace = match[1] as string;
@@ -195,7 +220,7 @@ export class SaTokenVerifier {
     const detail: Record<string, string> = {
       namespace,
       service_account: serviceAccount,
-      issuer: this.#issuer,
+      issuer,
       expires_at: new Date((payload.exp as number) * 1000).toISOString(),
     };
     if (typeof k8s?.pod?.name === 'string') detail.pod = k8s.pod.name;
@@ -213,6 +238,10 @@ function keySource(jwks: string): () => Promise<JWTVerifyGetKey> {
     return async () => remote;
   }
   return jwksFile(jwks);
+}
+
+function constant(value: string): () => Promise<string> {
+  return async () => value;
 }
 
 function jwksFile(path: string): () => Promise<JWTVerifyGetKey> {

@@ -3,7 +3,10 @@
 // and bulk throughput over the two-hop mesh path, app client -> agent A
 // (explicit upstream) -> mutual TLS 1.3 -> agent B -> app server, each beside
 // the same load sent straight to the app server; plus agent memory and CPU.
-// The CA, both agents and the app server run as their own processes on
+// The `http-authz` scenario sends keep-alive requests with a bearer token
+// straight, through the plain TCP mesh, and through agent B' in HTTP mode,
+// which verifies the token (ES256, JWKS file) and a scope on every request.
+// The CA, the agents and the app server run as their own processes on
 // 127.0.0.1; wrk makes the request load.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -13,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   BUSY_MACHINE_PERCENT,
+  SCENARIO_PATHS,
   formatAgentReport,
   writeAgentReportJson,
   type AgentBenchReport,
@@ -43,7 +47,10 @@ const BULK_WARMUP_BYTES = 16 * 1024 * 1024;
 const PROFILE_ENTRIES = 25;
 
 /** Every scenario, in the order they run. */
-const SCENARIOS: readonly ScenarioKind[] = ['keep-alive', 'new-connection', 'bulk'];
+const SCENARIOS: readonly ScenarioKind[] = ['keep-alive', 'new-connection', 'http-authz', 'bulk'];
+
+/** How long the HTTP-mode probe requests may take, in ms. */
+const PROBE_TIMEOUT_MS = 5_000;
 
 /** Defaults, and the shorter ones of `--quick`. */
 const DEFAULT_DURATION_SECONDS = 5;
@@ -62,8 +69,10 @@ const USAGE = `usage: node dist/test/bench/agent-bench.js [options]
   --threads <n>       wrk threads (default ${DEFAULT_THREADS}; the agents need the other core)
   --bulk-mib <n>      size of the bulk transfer, in MiB (default ${DEFAULT_BULK_MIB})
   --retries <n>       re-runs of a window while other processes use over ${BUSY_MACHINE_PERCENT}% of a core (default ${DEFAULT_RETRIES})
-  --scenario <list>   comma list of keep-alive, new-connection, bulk (default: all three)
-  --profile           run both agents under node --cpu-prof and print their top self-time functions
+  --scenario <list>   comma list of keep-alive, new-connection, http-authz, bulk (default: all)
+                      http-authz: keep-alive with a bearer token, direct, plain TCP mesh and
+                      through agent B' in HTTP mode checking the token and a scope
+  --profile           run the agents under node --cpu-prof and print their top self-time functions
 Needs wrk on the PATH (Debian: apt-get install -y wrk). Linux only: CPU and memory come from /proc.`;
 
 /** The bench's settings, from its command line. */
@@ -95,40 +104,71 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', exitOnSignal(130));
   process.once('SIGTERM', exitOnSignal(143));
+  const isHttpPathWanted = settings.scenarios.includes('http-authz');
   const profileDirs = settings.isProfiling
-    ? { a: join(workDir, 'profile-a'), b: join(workDir, 'profile-b') }
+    ? {
+        a: join(workDir, 'profile-a'),
+        b: join(workDir, 'profile-b'),
+        ...(isHttpPathWanted ? { bHttp: join(workDir, 'profile-b-http') } : {}),
+      }
     : undefined;
   const stops: (() => Promise<void>)[] = [];
   try {
-    process.stdout.write('starting the CA, the app server and two agents...\n');
-    const mesh = await startBenchMesh({ workDir, stops, ...(profileDirs ? { profileDirs } : {}) });
+    process.stdout.write(
+      `starting the CA, the app server and ${isHttpPathWanted ? 'three' : 'two'} agents...\n`,
+    );
+    const mesh = await startBenchMesh({
+      workDir,
+      stops,
+      isHttpPathWanted,
+      ...(profileDirs ? { profileDirs } : {}),
+    });
     await sleep(SETTLE_MS);
     const idle = { a: mesh.agents.a.status(), b: mesh.agents.b.status() };
-    const loadRssMax = { a: 0, b: 0 };
+    const idleHttp = mesh.http?.agent.status();
+    const loadRssMax = { a: 0, b: 0, bHttp: 0 };
+    if (mesh.http) await probeHttpPath(mesh.http.meshAddress, mesh.http.token);
 
     const scenarios: ScenarioFigures[] = [];
     for (const scenario of settings.scenarios) {
-      for (const path of ['direct', 'mesh'] as const) {
+      for (const path of SCENARIO_PATHS[scenario]) {
         process.stdout.write(`running ${scenario} ${path}...\n`);
         const figures = await runScenario(settings, mesh, scenario, path);
         scenarios.push(figures);
-        if (path === 'mesh') {
-          for (const attempt of figures.attempts) {
-            loadRssMax.a = Math.max(loadRssMax.a, attempt.resources.agentRssMaxBytes.a);
-            loadRssMax.b = Math.max(loadRssMax.b, attempt.resources.agentRssMaxBytes.b);
-          }
+        if (path === 'direct') continue;
+        for (const attempt of figures.attempts) {
+          const rss = attempt.resources.agentRssMaxBytes;
+          loadRssMax.a = Math.max(loadRssMax.a, rss.a);
+          if (path === 'mesh') loadRssMax.b = Math.max(loadRssMax.b, rss.b);
+          else loadRssMax.bHttp = Math.max(loadRssMax.bHttp, rss.b);
         }
       }
     }
 
     const end = { a: mesh.agents.a.status(), b: mesh.agents.b.status() };
+    const endHttp = mesh.http?.agent.status();
     const agents: AgentFootprint = {
       idleRssBytes: { a: idle.a.rssBytes, b: idle.b.rssBytes },
-      loadRssMaxBytes: loadRssMax,
+      loadRssMaxBytes: { a: loadRssMax.a, b: loadRssMax.b },
       peakRssBytes: { a: end.a.peakRssBytes, b: end.b.peakRssBytes },
       totalCpuSeconds: { a: round(end.a.cpuSeconds), b: round(end.b.cpuSeconds) },
+      ...(idleHttp && endHttp
+        ? {
+            bHttp: {
+              idleRssBytes: idleHttp.rssBytes,
+              loadRssMaxBytes: loadRssMax.bHttp,
+              peakRssBytes: endHttp.peakRssBytes,
+              totalCpuSeconds: round(endHttp.cpuSeconds),
+            },
+          }
+        : {}),
     };
-    await Promise.all([mesh.agents.a.stop(), mesh.agents.b.stop()]);
+    // Stopped before the profiles are read: each writes its profile as it exits.
+    await Promise.all([
+      mesh.agents.a.stop(),
+      mesh.agents.b.stop(),
+      ...(mesh.http ? [mesh.http.agent.stop()] : []),
+    ]);
     const report: AgentBenchReport = {
       startedAt,
       machine: machineInfo(),
@@ -141,6 +181,9 @@ async function main(): Promise<void> {
             profiles: {
               a: summarizeCpuProfileDir(profileDirs.a, PROFILE_ENTRIES),
               b: summarizeCpuProfileDir(profileDirs.b, PROFILE_ENTRIES),
+              ...(profileDirs.bHttp
+                ? { bHttp: summarizeCpuProfileDir(profileDirs.bHttp, PROFILE_ENTRIES) }
+                : {}),
             },
           }
         : {}),
@@ -164,13 +207,15 @@ async function runScenario(
   scenario: ScenarioKind,
   path: PathKind,
 ): Promise<ScenarioFigures> {
-  const address = path === 'direct' ? mesh.app.address : mesh.meshAddress;
+  const route = routeOf(mesh, path);
+  const headers =
+    scenario === 'http-authz' ? [`Authorization: Bearer ${httpPathOf(mesh).token}`] : [];
   const attempts: WindowFigures[] = [];
   for (let attempt = 0; attempt <= settings.retries; attempt++) {
     const figures =
       scenario === 'bulk'
-        ? await bulkWindow(settings, mesh, address)
-        : await wrkWindow(settings, mesh, address, scenario === 'new-connection');
+        ? await bulkWindow(settings, route)
+        : await wrkWindow(settings, route, scenario === 'new-connection', headers);
     attempts.push(figures);
     const others = figures.resources.othersCpuPercent;
     if (others <= BUSY_MACHINE_PERCENT) break;
@@ -190,21 +235,72 @@ async function runScenario(
   };
 }
 
+/** Where one path's load goes and which processes its window is charged to. */
+interface Route {
+  address: string;
+  pids: MeteredPids;
+}
+
+/** The address of `path` and its processes; on `mesh-http`, agent B' stands as agent B. */
+function routeOf(mesh: BenchMesh, path: PathKind): Route {
+  const a = mesh.agents.a.pid;
+  const app = mesh.app.pid;
+  switch (path) {
+    case 'direct':
+      return { address: mesh.app.address, pids: { agents: { a, b: mesh.agents.b.pid }, app } };
+    case 'mesh':
+      return { address: mesh.meshAddress, pids: { agents: { a, b: mesh.agents.b.pid }, app } };
+    case 'mesh-http': {
+      const http = httpPathOf(mesh);
+      return { address: http.meshAddress, pids: { agents: { a, b: http.agent.pid }, app } };
+    }
+  }
+}
+
+function httpPathOf(mesh: BenchMesh): NonNullable<BenchMesh['http']> {
+  if (!mesh.http) throw new Error('the HTTP-mode agent was not started');
+  return mesh.http;
+}
+
+/**
+ * Checks that agent B' really judges requests before any load: with the
+ * token the app answers 200, without one B' answers 401.
+ */
+async function probeHttpPath(address: string, token: string): Promise<void> {
+  const statusOf = async (headers: Record<string, string>) => {
+    const response = await fetch(`http://${address}/`, {
+      headers,
+      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+    });
+    await response.arrayBuffer();
+    return response.status;
+  };
+  const withToken = await statusOf({ authorization: `Bearer ${token}` });
+  const withoutToken = await statusOf({});
+  if (withToken !== 200 || withoutToken !== 401) {
+    throw new Error(
+      `agent B' answered ${withToken} with the token and ${withoutToken} without; ` +
+        'expected 200 and 401',
+    );
+  }
+}
+
 /** An unmeasured wrk warm-up, then one measured wrk window. */
 async function wrkWindow(
   settings: BenchSettings,
-  mesh: BenchMesh,
-  address: string,
+  route: Route,
   isNewConnectionPerRequest: boolean,
+  headers: readonly string[],
 ): Promise<WindowFigures> {
   const options = {
-    url: `http://${address}/`,
+    url: `http://${route.address}/`,
     connections: settings.connections,
     threads: settings.threads,
     isNewConnectionPerRequest,
+    headers,
   };
   await runWrk({ ...options, durationSeconds: settings.warmupSeconds });
-  const window = openWindow(meteredPids(mesh));
+  const window = openWindow(route.pids);
   const load = await runWrk({ ...options, durationSeconds: settings.durationSeconds });
   const resources = window.finish({
     units: load.requests,
@@ -214,20 +310,12 @@ async function wrkWindow(
 }
 
 /** A small unmeasured transfer, then one measured bulk transfer on a new connection. */
-async function bulkWindow(
-  settings: BenchSettings,
-  mesh: BenchMesh,
-  address: string,
-): Promise<WindowFigures> {
+async function bulkWindow(settings: BenchSettings, route: Route): Promise<WindowFigures> {
   const bytes = settings.bulkMib * 1024 * 1024;
-  await runBulkTransfer(address, BULK_WARMUP_BYTES);
-  const window = openWindow(meteredPids(mesh));
-  const bulk = await runBulkTransfer(address, bytes);
+  await runBulkTransfer(route.address, BULK_WARMUP_BYTES);
+  const window = openWindow(route.pids);
+  const bulk = await runBulkTransfer(route.address, bytes);
   return { bulk, resources: window.finish({ units: bytes / 1e6 }) };
-}
-
-function meteredPids(mesh: BenchMesh): MeteredPids {
-  return { agents: { a: mesh.agents.a.pid, b: mesh.agents.b.pid }, app: mesh.app.pid };
 }
 
 function parseSettings(argv: string[]): BenchSettings {

@@ -1,6 +1,7 @@
 // Renders the data-path benchmark's figures as text tables, each mesh figure
-// beside its ratio to the direct connection, and writes them, with the
-// machine they came from and how busy it was, as JSON.
+// beside its ratio to the direct connection (and the HTTP-mode figures beside
+// the plain TCP mesh), and writes them, with the machine they came from and
+// how busy it was, as JSON.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatTable } from '../../../agent/cli/output.js';
@@ -18,11 +19,26 @@ const PRINTED_PROFILE_ENTRIES = 15;
 /** Bytes in a mebibyte, for memory figures. */
 const MIB = 1024 * 1024;
 
-/** How the app client reaches the app server. */
-export type PathKind = 'direct' | 'mesh';
+/**
+ * How the app client reaches the app server: straight, through the mesh with
+ * agent B passing TCP through, or through the mesh with agent B' in HTTP mode
+ * checking a bearer token on every request.
+ */
+export type PathKind = 'direct' | 'mesh' | 'mesh-http';
 
-/** What kind of load a window carries. */
-export type ScenarioKind = 'keep-alive' | 'new-connection' | 'bulk';
+/**
+ * What kind of load a window carries. `http-authz` is keep-alive requests
+ * carrying an `Authorization: Bearer` token, on all three paths.
+ */
+export type ScenarioKind = 'keep-alive' | 'new-connection' | 'bulk' | 'http-authz';
+
+/** The paths each scenario runs on, in order. */
+export const SCENARIO_PATHS: Readonly<Record<ScenarioKind, readonly PathKind[]>> = {
+  'keep-alive': ['direct', 'mesh'],
+  'new-connection': ['direct', 'mesh'],
+  bulk: ['direct', 'mesh'],
+  'http-authz': ['direct', 'mesh', 'mesh-http'],
+};
 
 /** The two agents: A carries the app client's connections out, B carries them in. */
 export interface PerAgent<T> {
@@ -67,6 +83,18 @@ export interface ScenarioFigures {
   isBusy: boolean;
 }
 
+/** One agent's memory and CPU over the whole run. */
+export interface SingleAgentFootprint {
+  /** VmRSS once ready, before any load, in bytes. */
+  idleRssBytes: number;
+  /** Highest VmRSS sampled under load, in bytes. */
+  loadRssMaxBytes: number;
+  /** VmHWM at the end of the run, in bytes. */
+  peakRssBytes: number;
+  /** CPU time from start to the end of the run, in seconds. */
+  totalCpuSeconds: number;
+}
+
 /** Agent memory and CPU over the whole run. */
 export interface AgentFootprint {
   /** VmRSS once ready, before any load, in bytes. */
@@ -77,6 +105,8 @@ export interface AgentFootprint {
   peakRssBytes: PerAgent<number>;
   /** CPU time from start to the end of the run, in seconds. */
   totalCpuSeconds: PerAgent<number>;
+  /** The HTTP-mode agent B', when the `http-authz` scenario ran. */
+  bHttp?: SingleAgentFootprint;
 }
 
 /** Everything one run of the data-path bench produced. */
@@ -88,7 +118,7 @@ export interface AgentBenchReport {
   settings: Record<string, unknown>;
   scenarios: ScenarioFigures[];
   agents: AgentFootprint;
-  profiles?: PerAgent<ProfileSummary>;
+  profiles?: PerAgent<ProfileSummary> & { bHttp?: ProfileSummary };
 }
 
 /** Renders the whole report as text tables. */
@@ -104,9 +134,9 @@ export function formatAgentReport(report: AgentBenchReport): string {
     report.scenarios.find((s) => s.scenario === scenario && s.path === path);
 
   const requestRows: string[][] = [];
-  for (const scenario of ['keep-alive', 'new-connection'] as const) {
+  for (const scenario of ['keep-alive', 'new-connection', 'http-authz'] as const) {
     const direct = find(scenario, 'direct')?.reported.load;
-    for (const path of ['direct', 'mesh'] as const) {
+    for (const path of SCENARIO_PATHS[scenario]) {
       const figures = find(scenario, path);
       const load = figures?.reported.load;
       if (!figures || !load) continue;
@@ -119,7 +149,7 @@ export function formatAgentReport(report: AgentBenchReport): string {
         withRatio(load.p99Ms, direct?.p99Ms),
         String(errorCount(load)),
         `${r.agentCpuSeconds.a.toFixed(2)} / ${r.agentCpuSeconds.b.toFixed(2)} s`,
-        path === 'mesh' ? String(Math.round(r.agentCpuUsPerUnit)) : '-',
+        path === 'direct' ? '-' : String(Math.round(r.agentCpuUsPerUnit)),
         `${r.othersCpuPercent}%${figures.isBusy ? ' (busy)' : ''}`,
         `${r.softirqCpuPercent}%`,
         String(figures.attempts.length),
@@ -142,6 +172,12 @@ export function formatAgentReport(report: AgentBenchReport): string {
     ],
     requestRows,
   );
+
+  const httpMode = formatHttpModeComparison(find('http-authz', 'mesh-http'), [
+    { name: 'mesh (tcp, same token)', figures: find('http-authz', 'mesh') },
+    { name: 'keep-alive mesh (tcp)', figures: find('keep-alive', 'mesh') },
+    { name: 'direct (same token)', figures: find('http-authz', 'direct') },
+  ]);
 
   const directBulk = find('bulk', 'direct')?.reported.bulk;
   const bulkRows = (['direct', 'mesh'] as const).flatMap((path) => {
@@ -178,15 +214,26 @@ export function formatAgentReport(report: AgentBenchReport): string {
 
   const a = report.agents;
   const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
+  const memoryRow = (name: string, f: SingleAgentFootprint) => [
+    name,
+    mib(f.idleRssBytes),
+    mib(f.loadRssMaxBytes),
+    mib(f.peakRssBytes),
+    `${f.totalCpuSeconds.toFixed(2)} s`,
+  ];
   const memory = formatTable(
     ['agent', 'rss idle', 'rss under load (max)', 'VmHWM', 'cpu total'],
-    (['a', 'b'] as const).map((k) => [
-      k.toUpperCase(),
-      mib(a.idleRssBytes[k]),
-      mib(a.loadRssMaxBytes[k]),
-      mib(a.peakRssBytes[k]),
-      `${a.totalCpuSeconds[k].toFixed(2)} s`,
-    ]),
+    [
+      ...(['a', 'b'] as const).map((k) =>
+        memoryRow(k.toUpperCase(), {
+          idleRssBytes: a.idleRssBytes[k],
+          loadRssMaxBytes: a.loadRssMaxBytes[k],
+          peakRssBytes: a.peakRssBytes[k],
+          totalCpuSeconds: a.totalCpuSeconds[k],
+        }),
+      ),
+      ...(a.bHttp ? [memoryRow("B' (http)", a.bHttp)] : []),
+    ],
   );
 
   const busy = report.scenarios.filter((s) => s.isBusy);
@@ -196,9 +243,16 @@ export function formatAgentReport(report: AgentBenchReport): string {
       `agent us/req is the steadier figure there\n`
     : '';
   const profiles = report.profiles
-    ? `\n${formatProfile('A (outbound)', report.profiles.a)}\n${formatProfile('B (inbound)', report.profiles.b)}`
+    ? `\n${formatProfile('A (outbound)', report.profiles.a)}\n${formatProfile('B (inbound)', report.profiles.b)}` +
+      (report.profiles.bHttp
+        ? `\n${formatProfile("B' (inbound, HTTP mode)", report.profiles.bHttp)}`
+        : '')
     : '';
-  return `${header}${requests}\n${bulk}\n${memory}${busyNote}${profiles}`;
+  const pathNote =
+    `paths: mesh = A -> mTLS -> B (TCP pass-through) -> app; mesh-http = A -> mTLS -> B' ` +
+    `(HTTP mode, bearer token verified and scope checked per request) -> app; ` +
+    `agent cpu B column is B' on mesh-http rows\n`;
+  return `${header}${requests}${pathNote}\n${httpMode}${bulk}\n${memory}${busyNote}${profiles}`;
 }
 
 /** Writes the report as `agent-<ISO time>.json` under `dir`; returns the file's path. */
@@ -213,6 +267,60 @@ export function writeAgentReportJson(dir: string, report: AgentBenchReport): str
 export function errorCount(load: WrkResult): number {
   const e = load.errors;
   return e.connect + e.read + e.write + e.status + e.timeout;
+}
+
+/**
+ * The `http-authz` scenario's HTTP-mode path beside its plain TCP mesh path
+ * and its direct path (all three under the same keep-alive load with the same
+ * bearer token), and beside the `keep-alive` scenario's plain mesh when that
+ * ran; each with the HTTP-mode figure's ratio to it. Empty when the scenario
+ * did not run.
+ */
+function formatHttpModeComparison(
+  http: ScenarioFigures | undefined,
+  baselines: { name: string; figures: ScenarioFigures | undefined }[],
+): string {
+  const httpLoad = http?.reported.load;
+  if (!http || !httpLoad) return '';
+  const present = baselines.flatMap(({ name, figures }) =>
+    figures?.reported.load ? [{ name, figures, load: figures.reported.load }] : [],
+  );
+  const usPerRequest = (figures: ScenarioFigures) =>
+    figures.path === 'direct' ? undefined : figures.reported.resources.agentCpuUsPerUnit;
+  const cell = (value: number | undefined, base: number | undefined) => {
+    if (value === undefined) return '-';
+    const shown = String(Math.round(value * 100) / 100);
+    return base && value ? `${shown} (x${(base / value).toFixed(2)})` : shown;
+  };
+  const figureRows: [string, (f: ScenarioFigures) => number | undefined][] = [
+    ['req/s', (f) => f.reported.load?.requestsPerSecond],
+    ['p50 ms', (f) => f.reported.load?.p50Ms],
+    ['p99 ms', (f) => f.reported.load?.p99Ms],
+    ['errors', (f) => (f.reported.load ? errorCount(f.reported.load) : undefined)],
+    ['agent us/req', usPerRequest],
+  ];
+  const rows = figureRows.map(([label, pick]) => {
+    const httpValue = pick(http);
+    const isRatioShown = label !== 'errors';
+    return [
+      label,
+      cell(httpValue, undefined),
+      ...present.map(({ figures }) => cell(pick(figures), isRatioShown ? httpValue : undefined)),
+    ];
+  });
+  return (
+    "http-authz: keep-alive through agent B' in HTTP mode (token and scope checked on every " +
+    'request);\neach other column in brackets: mesh-http / that column\n' +
+    formatTable(
+      [
+        `figure`,
+        `mesh-http${http.isBusy ? ' (busy)' : ''}`,
+        ...present.map((p) => `${p.name}${p.figures.isBusy ? ' (busy)' : ''}`),
+      ],
+      rows,
+    ) +
+    '\n'
+  );
 }
 
 function loadOf(averages: number[]): string {

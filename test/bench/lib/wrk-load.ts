@@ -47,6 +47,8 @@ export interface WrkOptions {
   durationSeconds: number;
   /** Send `Connection: close` so every request opens a new connection. */
   isNewConnectionPerRequest: boolean;
+  /** Extra request headers, each `Name: value` (e.g. `Authorization: Bearer ...`). */
+  headers?: readonly string[];
 }
 
 /** What one wrk run measured. */
@@ -89,6 +91,7 @@ export async function runWrk(options: WrkOptions): Promise<WrkResult> {
     '-s',
     script,
     ...(options.isNewConnectionPerRequest ? ['-H', 'Connection: close'] : []),
+    ...(options.headers ?? []).flatMap((header) => ['-H', header]),
     options.url,
   ];
   const wrk = spawnBenchChild('wrk', args);

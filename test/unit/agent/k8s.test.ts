@@ -403,3 +403,38 @@ function modelFor(
   if (typeof ctor !== 'function') throw new Error(`no model for ${group}/${version} ${kind}`);
   return ctor as never;
 }
+
+t.test('install has the CA discover issuer keys with only the issuer-discovery role', async (t) => {
+  const objects = renderInstall(settings, createInstallMaterials('cluster.local'));
+  t.notOk(
+    objects.some((o) => (o.metadata as { name?: string } | undefined)?.name === 'palisade-sa-jwks'),
+    'no JWKS ConfigMap to fill by hand',
+  );
+
+  const ca = objects.find(
+    (o) => o.kind === 'Deployment' && (o.metadata as { name: string }).name === 'palisade-ca',
+  ) as {
+    spec: {
+      template: {
+        spec: { automountServiceAccountToken?: boolean; containers: { args: string[] }[] };
+      };
+    };
+  };
+  const podSpec = ca.spec.template.spec;
+  const args = podSpec.containers[0]?.args ?? [];
+  t.equal(args[args.indexOf('--sa-jwks') + 1], 'kubernetes');
+  t.notOk(args.includes('--sa-issuer'), 'the issuer comes from discovery');
+  t.equal(podSpec.automountServiceAccountToken, true);
+
+  const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding');
+  t.match(bindings, [
+    {
+      roleRef: { kind: 'ClusterRole', name: 'system:service-account-issuer-discovery' },
+      subjects: [{ kind: 'ServiceAccount', name: 'palisade-ca', namespace: 'palisade-system' }],
+    },
+  ]);
+  t.equal(bindings.length, 1);
+  t.notOk(
+    objects.some((o) => o.kind === 'Role' || o.kind === 'ClusterRole' || o.kind === 'RoleBinding'),
+  );
+});

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 
@@ -11,15 +12,34 @@ import {
   type JWK,
   type JWTPayload,
 } from 'jose';
-import t from 'tap';
+import t, { type Test } from 'tap';
 
 import {
+  apiServerUrlFromEnv,
   generateJoinToken,
   hashJoinToken,
   isJoinTokenShaped,
   SaTokenVerifier,
   type AuthnResult,
 } from '../../../certs/authn/index.js';
+import {
+  basicConstraintsDer,
+  derTlv,
+  extensionDer,
+  extKeyUsageDer,
+  keyUsageDer,
+  KEY_USAGE_BIT,
+  nameDer,
+  OID,
+} from '../../../certs/x509/asn1.js';
+import { buildCertificate, issuerSigning } from '../../../certs/x509/certificate.js';
+import { TAG } from '../../../certs/x509/der-reader.js';
+import {
+  createRootCertificate,
+  generateKeyPairSync,
+  loadIssuer,
+} from '../../../certs/x509/index.js';
+import { spkiOf } from '../../../certs/x509/spki.js';
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const NOW_S = 1_900_000_000;
@@ -261,4 +281,207 @@ t.test('join tokens have the pjt_ shape and hash to 64 hex digits', async (t) =>
   t.not(generateJoinToken(), token);
   t.match(hashJoinToken(token), /^[0-9a-f]{64}$/);
   t.equal(hashJoinToken(token), hashJoinToken(token));
+});
+
+const API_TOKEN = 'ca-pod-token';
+
+/** A fake API server: OIDC discovery and JWKS over HTTPS, behind a bearer token. */
+interface FakeApiServer {
+  url: string;
+  port: number;
+  keys: SigningKey[];
+  /** The jwks_uri the discovery document advertises; default: this server. */
+  jwksUri?: string;
+  requests: number;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+}
+
+// The API server's TLS identity: a throwaway root and a serving certificate
+// for 127.0.0.1 (an iPAddress SAN, which the SVID helpers never make).
+const apiPki = (() => {
+  const rootKey = generateKeyPairSync('ecdsa-p256');
+  const root = createRootCertificate({ key: rootKey, trustDomain: 'cluster.local' });
+  const { signer, nameDer: issuerName } = issuerSigning(loadIssuer(root.pem, rootKey.privateKey));
+  const leafKey = generateKeyPairSync('ecdsa-p256');
+  const loopbackSan = derTlv(TAG.SEQUENCE, [derTlv(0x87, [Buffer.from([127, 0, 0, 1])])]);
+  const leaf = buildCertificate(
+    {
+      subjectDer: nameDer([[OID.commonName, 'kube-apiserver']]),
+      spkiDer: spkiOf(leafKey.publicKey),
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3600_000),
+      extensions: [
+        basicConstraintsDer(false),
+        keyUsageDer([KEY_USAGE_BIT.digitalSignature]),
+        extKeyUsageDer([OID.serverAuth]),
+        extensionDer(OID.subjectAltName, false, loopbackSan),
+      ],
+    },
+    signer,
+    issuerName,
+  );
+  const caFile = path.join(dir, 'api-ca.crt');
+  fs.writeFileSync(caFile, root.pem);
+  const tokenFile = path.join(dir, 'api-token');
+  fs.writeFileSync(tokenFile, `${API_TOKEN}\n`);
+  const keyPem = leafKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+  return { certPem: leaf.pem, keyPem, caFile, tokenFile };
+})();
+
+async function startFakeApiServer(t: Test, keys: SigningKey[]): Promise<FakeApiServer> {
+  const server = https.createServer({ cert: apiPki.certPem, key: apiPki.keyPem }, (req, res) => {
+    fake.requests += 1;
+    if (req.headers.authorization !== `Bearer ${API_TOKEN}`) {
+      res.writeHead(401).end('{"kind":"Status","code":401}');
+      return;
+    }
+    const body =
+      req.url === '/.well-known/openid-configuration'
+        ? { issuer: ISSUER, jwks_uri: fake.jwksUri ?? `${fake.url}/openid/v1/jwks` }
+        : req.url === '/openid/v1/jwks'
+          ? { keys: fake.keys.map((k) => k.jwk) }
+          : undefined;
+    if (!body) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  });
+  const listen = (port: number) =>
+    new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
+  await listen(0);
+  const port = (server.address() as AddressInfo).port;
+  const fake: FakeApiServer = {
+    url: `https://127.0.0.1:${port}`,
+    port,
+    keys,
+    requests: 0,
+    start: () => listen(port),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (!server.listening) return resolve();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  t.teardown(() => fake.stop());
+  return fake;
+}
+
+function discoveringVerifier(fake: FakeApiServer, clock: { ms: number }, tokenFile?: string) {
+  return new SaTokenVerifier({
+    jwks: 'kubernetes',
+    trustDomain: 'cluster.local',
+    now,
+    discovery: {
+      apiServerUrl: fake.url,
+      caFile: apiPki.caFile,
+      tokenFile: tokenFile ?? apiPki.tokenFile,
+      nowMs: () => clock.ms,
+    },
+  });
+}
+
+t.test('discovers the issuer and its keys from the API server', async (t) => {
+  const fake = await startFakeApiServer(t, [rsa]);
+  const verifier = discoveringVerifier(fake, { ms: 0 });
+
+  const result = await verifier.verify(await sign(rsa));
+  t.same(result.ok ? [result.spiffeId, result.detail.issuer] : result, [ALICE_ID, ISSUER]);
+  t.equal(
+    codeOf(await verifier.verify(await sign(rsa, claims({ iss: 'https://evil.example' })))),
+    'TOKEN_ISSUER',
+  );
+  t.equal(fake.requests, 2, 'one discovery and one JWKS fetch, then cached');
+});
+
+t.test('reads the keys from the API server when jwks_uri names another origin', async (t) => {
+  const fake = await startFakeApiServer(t, [rsa]);
+  fake.jwksUri = 'https://oidc.example.invalid/id/cluster/keys';
+  const verifier = discoveringVerifier(fake, { ms: 0 });
+
+  t.equal(codeOf(await verifier.verify(await sign(rsa))), 'OK');
+  t.equal(fake.requests, 2, 'both requests, with the token, went to the API server');
+});
+
+t.test('picks up a rotated issuer key through a rate-limited unknown-kid refetch', async (t) => {
+  const fake = await startFakeApiServer(t, [rsa]);
+  const clock = { ms: 0 };
+  const verifier = discoveringVerifier(fake, clock);
+  t.equal(codeOf(await verifier.verify(await sign(rsa))), 'OK');
+
+  fake.keys = [rsa, ec];
+  clock.ms += 5_000;
+  t.equal(codeOf(await verifier.verify(await sign(ec))), 'TOKEN_SIGNATURE', 'within the cooldown');
+  t.equal(fake.requests, 2, 'no refetch within the cooldown');
+
+  clock.ms += 30_000;
+  t.equal(codeOf(await verifier.verify(await sign(ec))), 'OK');
+  t.equal(fake.requests, 4);
+});
+
+t.test('refetches the keys once they are ten minutes old', async (t) => {
+  const fake = await startFakeApiServer(t, [rsa, ec]);
+  const clock = { ms: 0 };
+  const verifier = discoveringVerifier(fake, clock);
+  t.equal(codeOf(await verifier.verify(await sign(rsa))), 'OK');
+
+  fake.keys = [ec];
+  clock.ms += 10 * 60_000;
+  t.equal(codeOf(await verifier.verify(await sign(rsa))), 'TOKEN_SIGNATURE', 'dropped key');
+  t.equal(fake.requests, 4);
+});
+
+t.test('reports JWKS_UNAVAILABLE while the API server is down and recovers', async (t) => {
+  const fake = await startFakeApiServer(t, [rsa]);
+  const clock = { ms: 0 };
+  const verifier = discoveringVerifier(fake, clock);
+  await fake.stop();
+
+  const down = await verifier.verify(await sign(rsa));
+  t.equal(codeOf(down), 'JWKS_UNAVAILABLE');
+  t.match(down.ok ? '' : down.reason, `${fake.url}/.well-known/openid-configuration`);
+
+  await fake.start();
+  t.equal(codeOf(await verifier.verify(await sign(rsa))), 'OK');
+});
+
+t.test('keeps the last good keys when a refetch fails', async (t) => {
+  const fake = await startFakeApiServer(t, [rsa]);
+  const clock = { ms: 0 };
+  const verifier = discoveringVerifier(fake, clock);
+  t.equal(codeOf(await verifier.verify(await sign(rsa))), 'OK');
+
+  await fake.stop();
+  clock.ms += 11 * 60_000;
+  t.equal(codeOf(await verifier.verify(await sign(rsa))), 'OK');
+});
+
+t.test('names the URL and the 401 status when the bearer token is refused', async (t) => {
+  const fake = await startFakeApiServer(t, [rsa]);
+  const wrongToken = path.join(t.testdir(), 'token');
+  fs.writeFileSync(wrongToken, 'stolen-or-stale');
+  const verifier = discoveringVerifier(fake, { ms: 0 }, wrongToken);
+
+  const result = await verifier.verify(await sign(rsa));
+  t.equal(codeOf(result), 'JWKS_UNAVAILABLE');
+  t.match(result.ok ? '' : result.reason, `${fake.url}/.well-known/openid-configuration`);
+  t.match(result.ok ? '' : result.reason, /status 401/);
+});
+
+t.test('finds the API server from the in-cluster environment', async (t) => {
+  t.equal(apiServerUrlFromEnv({}), 'https://kubernetes.default.svc');
+  t.equal(
+    apiServerUrlFromEnv({ KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }),
+    'https://10.96.0.1:443',
+  );
+  t.equal(apiServerUrlFromEnv({ KUBERNETES_SERVICE_HOST: 'fd00::1' }), 'https://[fd00::1]:443');
+});
+
+t.test('needs no issuer with discovery but still needs one for a JWKS file', async (t) => {
+  t.doesNotThrow(() => new SaTokenVerifier({ jwks: 'oidc', trustDomain: 'cluster.local' }));
+  t.throws(() => new SaTokenVerifier({ jwks: jwksFile, trustDomain: 'cluster.local' }), {
+    code: 'CONFIG_INVALID',
+  });
 });
