@@ -7,6 +7,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../certs/log.js';
 import { AdminServer } from './admin/index.js';
 import type { AgentConfig } from './config/agent-config.js';
+import { ConfigError } from './config/config-error.js';
 import { HttpStage, judgeRequest } from './http/index.js';
 import { IdentityManager, type TrustSnapshot, type WorkloadCredential } from './identity/index.js';
 import { InboundProxy } from './inbound/index.js';
@@ -16,6 +17,7 @@ import { ExplicitUpstreams, PeerDialer, TransparentOutbound } from './outbound/i
 import {
   buildWorkloadPolicy,
   decide,
+  judgesPort,
   PolicyWatcher,
   type HttpSection,
   type WorkloadPolicy,
@@ -65,8 +67,16 @@ export async function startAgent(
   let policy: WorkloadPolicy;
   let watcher: PolicyWatcher | undefined;
   const httpStage = new HttpStage({ log: log.child({ component: 'http' }), metrics });
-  const applyPolicy = (next: WorkloadPolicy, http: HttpSection | undefined) => {
-    const httpModeChanged = httpStage.isActive !== (http !== undefined);
+  const flagsHttp = config.policy.http;
+  const applyPolicy = (next: WorkloadPolicy, fileHttp: HttpSection | undefined) => {
+    if (flagsHttp !== undefined && fileHttp !== undefined) {
+      log.error(
+        { event: 'policy.http_ignored', path: config.policy.file, err_code: 'CONFIG_INVALID' },
+        'the policy file gained an http section while --jwt-*/--http-* flags set one: the flags stay in force',
+      );
+    }
+    const http = flagsHttp ?? fileHttp;
+    const httpModeChanged = httpModeOf(httpStage.current) !== httpModeOf(http);
     httpStage.configure(http);
     policy = next;
     const closed = live.closeWhere((conn) => {
@@ -89,7 +99,19 @@ export async function startAgent(
       onChange: (next, _previous, document) => applyPolicy(next, document.http),
     });
     policy = watcher.start();
-    httpStage.configure(watcher.document?.http);
+    const fileHttp = watcher.document?.http;
+    if (flagsHttp !== undefined && fileHttp !== undefined) {
+      watcher.stop();
+      throw new ConfigError([
+        {
+          setting: '--policy-file',
+          value: config.policy.file,
+          problem:
+            'has its own http section: give the http settings in the file or by --jwt-*/--http-* flags (PALISADE_JWT_*, PALISADE_HTTP_*), not both',
+        },
+      ]);
+    }
+    httpStage.configure(flagsHttp ?? fileHttp);
   } else {
     policy = buildWorkloadPolicy(
       {
@@ -100,6 +122,7 @@ export async function startAgent(
       },
       trustDomain,
     );
+    httpStage.configure(flagsHttp);
   }
 
   const identity = new IdentityManager({
@@ -172,7 +195,10 @@ export async function startAgent(
       log: log.child({ component: 'inbound' }),
       metrics,
       ...(originalDst ? { originalDst } : {}),
-      requestStage: httpStage,
+      requestStage: {
+        judges: (appPort) => judgesPort(httpStage.current, appPort),
+        serve: (socket, conn, onClose) => httpStage.serve(socket, conn, onClose),
+      },
     },
   );
   const meshCidrs = new CidrSet((config.transparent?.meshCidrs ?? []).map(parseCidr));
@@ -314,6 +340,19 @@ export async function startAgent(
       log.info({ event: 'agent.stopped', dropped_connections: dropped }, 'agent stopped');
     },
   };
+}
+
+/**
+ * What decides which connections the HTTP stage takes: off, every port, or
+ * the listed ports. A change closes inbound connections so they reconnect in
+ * the new mode (LiveConnections does not record the application port, so
+ * every inbound connection is closed, not only those whose port changed).
+ */
+function httpModeOf(section: HttpSection | undefined): string {
+  if (section === undefined) return 'off';
+  return section.ports === undefined
+    ? 'all'
+    : `ports:${[...section.ports].sort((a, b) => a - b).join(',')}`;
 }
 
 /** The ports the agent serves itself: never an application's original destination. */

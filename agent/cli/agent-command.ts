@@ -94,6 +94,26 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
         'intercepted destinations outside --mesh-cidrs: pass as plain TCP or refuse (PALISADE_OUTBOUND_EXTERNAL, default pass)',
       ).choices(['pass', 'refuse']),
     )
+    .option(
+      '--jwt-issuer <iss>',
+      'HTTP mode without a policy file: the exact iss access tokens must carry (PALISADE_JWT_ISSUER)',
+    )
+    .option(
+      '--jwt-audience <list>',
+      'comma list of accepted token audiences (PALISADE_JWT_AUDIENCE)',
+    )
+    .option(
+      '--jwt-jwks <file|url>',
+      "the token issuer's keys: a JWKS file or http(s) URL (PALISADE_JWT_JWKS)",
+    )
+    .option(
+      '--http-rules <json>',
+      "request rules as a JSON array in the policy file's http.rules shape; turns HTTP mode on (PALISADE_HTTP_RULES)",
+    )
+    .option(
+      '--http-ports <list>',
+      'comma list of application ports in HTTP mode, the others spliced raw (PALISADE_HTTP_PORTS, default every port)',
+    )
     .option('--cert-ttl <duration>', 'certificate lifetime to ask the CA for (PALISADE_CERT_TTL)')
     .addOption(
       new Option('--key-type <type>', 'workload key type (PALISADE_KEY_TYPE)').choices([

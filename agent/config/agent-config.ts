@@ -9,6 +9,7 @@ import type { IdentityProof } from '../identity/index.js';
 import type { UpstreamSpec } from '../outbound/index.js';
 import { DEFAULT_CA_ADDR } from './ca-config.js';
 import { parseCidr } from '../intercept/cidr.js';
+import { httpSectionFromText, type HttpSection, type HttpSettingName } from '../policy/index.js';
 import { ProblemList } from './config-error.js';
 import { ENV_BY_FLAG, type Env } from './env-table.js';
 
@@ -45,7 +46,21 @@ export interface AgentFlags {
   keyType?: string;
   drainTimeout?: string;
   logLevel?: string;
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  jwtJwks?: string;
+  httpRules?: string;
+  httpPorts?: string;
 }
+
+/** The flag that carries each http setting, as problems name it. */
+const HTTP_FLAGS: Readonly<Record<HttpSettingName, string>> = {
+  issuer: '--jwt-issuer',
+  audience: '--jwt-audience',
+  jwks: '--jwt-jwks',
+  rules: '--http-rules',
+  ports: '--http-ports',
+};
 
 /** The agent's whole configuration, validated and frozen. */
 export interface AgentConfig {
@@ -69,6 +84,12 @@ export interface AgentConfig {
     readonly file: string | undefined;
     readonly mode: 'strict' | 'permissive';
     readonly dryRun: boolean;
+    /**
+     * The http section built from --jwt-* and --http-* flags (or env);
+     * undefined when none is given. A policy file's own http section is
+     * refused alongside it.
+     */
+    readonly http: HttpSection | undefined;
   };
   readonly upstreams: readonly UpstreamSpec[];
   /** Transparent interception, on when --outbound-listen or --mesh-cidrs is given. */
@@ -186,6 +207,21 @@ export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
   if (allow.length > 0 && policyFile)
     problems.add('--policy-file', policyFile, 'give --allow or --policy-file, not both');
 
+  const httpTexts = {
+    issuer: pick('jwtIssuer', flags.jwtIssuer),
+    audience: pick('jwtAudience', flags.jwtAudience),
+    jwks: pick('jwtJwks', flags.jwtJwks),
+    rules: pick('httpRules', flags.httpRules),
+    ports: pick('httpPorts', flags.httpPorts),
+  };
+  const httpResult = httpSectionFromText(httpTexts, trustDomain);
+  if (httpResult !== undefined && !httpResult.ok) {
+    for (const { setting, problem } of httpResult.problems) {
+      problems.add(HTTP_FLAGS[setting], httpTexts[setting] ?? '', problem);
+    }
+  }
+  const http = httpResult?.ok ? httpResult.section : undefined;
+
   const upstreams: UpstreamSpec[] = [];
   for (const spec of pickList('upstream', flags.upstream)) {
     const parsed = problems.check('--upstream', spec, parseUpstream);
@@ -229,6 +265,7 @@ export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
       file: policyFile,
       mode: mode as 'strict' | 'permissive',
       dryRun,
+      http,
     },
     upstreams,
     transparent: isTransparent

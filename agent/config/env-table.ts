@@ -43,6 +43,11 @@ export const ENV_BY_FLAG = {
   outboundListen: 'PALISADE_OUTBOUND_LISTEN',
   meshCidrs: 'PALISADE_MESH_CIDRS',
   outboundExternal: 'PALISADE_OUTBOUND_EXTERNAL',
+  jwtIssuer: 'PALISADE_JWT_ISSUER',
+  jwtAudience: 'PALISADE_JWT_AUDIENCE',
+  jwtJwks: 'PALISADE_JWT_JWKS',
+  httpRules: 'PALISADE_HTTP_RULES',
+  httpPorts: 'PALISADE_HTTP_PORTS',
 } as const;
 
 /** Environment as the loaders see it. */

@@ -46,7 +46,11 @@ export interface InboundOptions {
  * request rules) instead of the raw splice; only the active one is used.
  */
 export interface RequestStage {
-  readonly isActive: boolean;
+  /**
+   * Whether connections to application port `appPort` are served request by
+   * request; the others are spliced raw.
+   */
+  judges(appPort: number): boolean;
   /** Takes over `socket`; `onClose` runs once it has closed. */
   serve(
     socket: Socket,
@@ -65,7 +69,7 @@ export interface InboundDeps {
   metrics: AgentMetrics;
   /** Reads a redirected connection's original destination (SO_ORIGINAL_DST); set with interception. */
   originalDst?: (socket: Socket) => { address: string; port: number };
-  /** When active, allowed connections go through it rather than being spliced. */
+  /** Allowed connections to the ports it judges go through it rather than being spliced. */
   requestStage?: RequestStage;
 }
 
@@ -74,7 +78,8 @@ export interface InboundDeps {
  * TLS from plaintext by the first byte, completes a TLS 1.3 handshake that
  * requests a client certificate, verifies the peer and asks the policy, then
  * splices the connection to the application on localhost, or, when the policy
- * has HTTP request rules, hands it to the request stage. Every refusal is
+ * has HTTP request rules for its application port, hands it to the request
+ * stage. Every refusal is
  * logged with its reason and counted; nothing is refused silently.
  */
 export class InboundProxy {
@@ -220,10 +225,11 @@ export class InboundProxy {
       return;
     }
     const stage = this.deps.requestStage;
-    if (stage?.isActive) {
+    const appTarget = this.appTarget(raw);
+    if (stage?.judges(appTarget.port)) {
       const { id: connId, remove } = this.deps.live.track(DIRECTION, verdict, [socket]);
       this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
-      this.serveRequests(stage, socket, this.appTarget(raw), connId, verdict.spiffeId, remove);
+      this.serveRequests(stage, socket, appTarget, connId, verdict.spiffeId, remove);
       return;
     }
     const app = this.dialApp(raw);
@@ -242,8 +248,9 @@ export class InboundProxy {
     );
     // Plaintext gets the same request rules as mTLS peers, only with no identity.
     const stage = this.deps.requestStage;
-    if (stage?.isActive) {
-      this.serveRequests(stage, socket, this.appTarget(socket), connId, undefined, () => undefined);
+    const appTarget = this.appTarget(socket);
+    if (stage?.judges(appTarget.port)) {
+      this.serveRequests(stage, socket, appTarget, connId, undefined, () => undefined);
       return;
     }
     this.proxy(this.dialApp(socket), socket, connId, 'plaintext', () => undefined);

@@ -2,7 +2,12 @@ import { parseDurationSeconds } from '../../certs/duration.js';
 import { errorMessage } from '../../certs/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../../certs/log.js';
 import { parseCidrList, parsePortList } from '../intercept/index.js';
-import { compilePattern } from '../policy/index.js';
+import {
+  compilePattern,
+  httpSectionFromText,
+  type HttpSettingName,
+  type HttpSettingsText,
+} from '../policy/index.js';
 
 /** Prefix of every annotation Palisade reads or writes. */
 export const ANNOTATION_PREFIX = 'palisade.dev/';
@@ -80,6 +85,40 @@ export const ANNOTATION_TABLE: readonly AnnotationSpec[] = [
     format: LOG_LEVELS.join(', '),
   },
   {
+    key: 'palisade.dev/jwt-issuer',
+    meaning:
+      'HTTP mode: the exact `iss` access tokens must carry (`PALISADE_JWT_ISSUER`); needs `http-rules`',
+    defaultValue: 'unset: no token checks',
+    format: 'the issuer URL or name',
+  },
+  {
+    key: 'palisade.dev/jwt-audience',
+    meaning: "HTTP mode: audiences accepted in a token's `aud` (`PALISADE_JWT_AUDIENCE`)",
+    defaultValue: 'unset (required with `jwt-issuer`)',
+    format: 'comma list of audiences',
+  },
+  {
+    key: 'palisade.dev/jwt-jwks',
+    meaning: "HTTP mode: the token issuer's keys (`PALISADE_JWT_JWKS`)",
+    defaultValue: 'unset (required with `jwt-issuer`)',
+    format: 'JWKS file path in the pod, or http(s) URL',
+  },
+  {
+    key: 'palisade.dev/http-rules',
+    meaning:
+      'HTTP mode: request rules, first match wins, no match denies (`PALISADE_HTTP_RULES`); turns HTTP mode on',
+    defaultValue: 'unset: connections are spliced raw',
+    format:
+      'JSON array in the policy file\'s `http.rules` shape (`[{"path":"/healthz","anonymous":true}]`)',
+  },
+  {
+    key: 'palisade.dev/http-ports',
+    meaning:
+      'HTTP mode: application ports whose requests are judged; other ports are spliced raw (`PALISADE_HTTP_PORTS`)',
+    defaultValue: 'unset: every inbound port',
+    format: 'comma list of TCP ports',
+  },
+  {
     key: 'palisade.dev/proxy-cpu-request',
     meaning: "the agent container's CPU request",
     defaultValue: '50m',
@@ -131,6 +170,11 @@ export interface PodAnnotations {
   skipOutboundCidrs: readonly string[];
   certTtl: string | undefined;
   logLevel: LogLevel | undefined;
+  /**
+   * The HTTP-mode settings as written (trimmed), already validated as one
+   * http section; undefined when no `jwt-*` or `http-*` key is set.
+   */
+  http: HttpSettingsText | undefined;
   proxy: {
     cpuRequest: string | undefined;
     cpuLimit: string | undefined;
@@ -195,6 +239,7 @@ export function parseAnnotations(
     return v;
   });
   const logLevel = read('log-level', (v) => oneOf(v, LOG_LEVELS));
+  const http = readHttp(all, trustDomain, problems);
   const quantity = (v: string) => {
     if (!QUANTITY.test(v)) throw new Error('must be a Kubernetes quantity such as 100m or 64Mi');
     return v;
@@ -221,9 +266,46 @@ export function parseAnnotations(
       skipOutboundCidrs: skipOutboundCidrs ?? [],
       certTtl,
       logLevel,
+      http,
       proxy,
     },
   };
+}
+
+/** The annotation that carries each http setting. */
+const HTTP_ANNOTATIONS: Readonly<Record<HttpSettingName, string>> = {
+  issuer: `${ANNOTATION_PREFIX}jwt-issuer`,
+  audience: `${ANNOTATION_PREFIX}jwt-audience`,
+  jwks: `${ANNOTATION_PREFIX}jwt-jwks`,
+  rules: `${ANNOTATION_PREFIX}http-rules`,
+  ports: `${ANNOTATION_PREFIX}http-ports`,
+};
+
+/**
+ * Reads the `jwt-*` and `http-*` annotations and validates them together as
+ * the agent will (the policy's checkHttpSection), so a pod the agent would
+ * refuse to start is refused at admission instead.
+ */
+function readHttp(
+  all: Readonly<Record<string, string>>,
+  trustDomain: string,
+  problems: string[],
+): HttpSettingsText | undefined {
+  const texts: Partial<Record<HttpSettingName, string>> = {};
+  for (const [setting, key] of Object.entries(HTTP_ANNOTATIONS) as [HttpSettingName, string][]) {
+    const text = all[key];
+    if (text !== undefined) texts[setting] = String(text).trim();
+  }
+  const result = httpSectionFromText(texts, trustDomain);
+  if (result === undefined) return undefined;
+  if (!result.ok) {
+    for (const { setting, problem } of result.problems) {
+      const key = HTTP_ANNOTATIONS[setting];
+      problems.push(`${key}=${JSON.stringify(all[key] ?? '')}: ${problem}`);
+    }
+    return undefined;
+  }
+  return Object.freeze(texts);
 }
 
 /** The value of a Kubernetes quantity in base units (cores, bytes). */

@@ -7,9 +7,12 @@ export const DEFAULT_JWT_CLOCK_SKEW_SECONDS = 30;
 /** Largest clock skew a policy may allow, in seconds; more would stretch every token's life. */
 export const MAX_JWT_CLOCK_SKEW_SECONDS = 300;
 
-const SECTION_KEYS = new Set(['jwt', 'rules']);
+const SECTION_KEYS = new Set(['jwt', 'rules', 'ports']);
 const JWT_KEYS = new Set(['issuer', 'audience', 'jwks', 'clockSkew']);
 const RULE_KEYS = new Set(['methods', 'path', 'prefix', 'peers', 'scopes', 'clients', 'anonymous']);
+
+/** Highest TCP port number. */
+const MAX_PORT = 65535;
 
 // RFC 9110 5.6.2 token characters: what a method name may be made of.
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Z]+$/;
@@ -54,6 +57,11 @@ export interface HttpSection {
   /** Token settings; undefined only when every rule is anonymous. */
   readonly jwt: JwtSettings | undefined;
   readonly rules: readonly HttpRule[];
+  /**
+   * Application ports whose connections go through the HTTP stage; the
+   * others keep the raw splice. Undefined means every inbound port.
+   */
+  readonly ports: readonly number[] | undefined;
 }
 
 /** Either a validated section or every problem, each prefixed with its place (`http.rules[1].path`). */
@@ -68,7 +76,7 @@ export type HttpSectionResult =
  */
 export function checkHttpSection(value: unknown, trustDomain: string): HttpSectionResult {
   if (!isMapping(value))
-    return { ok: false, problems: ['http: must be a mapping of jwt and rules'] };
+    return { ok: false, problems: ['http: must be a mapping of jwt, rules and ports'] };
   const problems: string[] = [];
   problems.push(...unknownKeys(value, SECTION_KEYS, 'http'));
 
@@ -90,8 +98,123 @@ export function checkHttpSection(value: unknown, trustDomain: string): HttpSecti
     });
   }
 
+  const ports = checkPorts(value['ports'], problems);
+
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, section: Object.freeze({ jwt, rules: Object.freeze(rules) }) };
+  return { ok: true, section: Object.freeze({ jwt, rules: Object.freeze(rules), ports }) };
+}
+
+/** Whether connections to application port `appPort` go through the HTTP stage under `section`. */
+export function judgesPort(section: HttpSection | undefined, appPort: number): boolean {
+  if (section === undefined) return false;
+  return section.ports === undefined || section.ports.includes(appPort);
+}
+
+/**
+ * The http section as flags, environment or annotations carry it: each field
+ * is the text of one setting. `rules` is a JSON array in the policy file's
+ * `rules` shape; `audience` and `ports` are comma lists.
+ */
+export interface HttpSettingsText {
+  readonly issuer?: string | undefined;
+  readonly audience?: string | undefined;
+  readonly jwks?: string | undefined;
+  readonly rules?: string | undefined;
+  readonly ports?: string | undefined;
+}
+
+/** Which setting of {@link HttpSettingsText} a problem of {@link httpSectionFromText} is about. */
+export type HttpSettingName = keyof HttpSettingsText;
+
+/** One problem of an http section built from settings, with the setting that carried it. */
+export interface HttpSettingProblem {
+  readonly setting: HttpSettingName;
+  readonly problem: string;
+}
+
+/** Either a validated section or every problem, each tied to its setting. */
+export type HttpSettingsResult =
+  { ok: true; section: HttpSection } | { ok: false; problems: readonly HttpSettingProblem[] };
+
+/**
+ * Builds the raw `http` value from setting texts and validates it with
+ * {@link checkHttpSection}, so flags, environment and annotations accept
+ * exactly what a policy file does. Returns undefined when no setting is
+ * given (no http section); the jwt block is built when any of issuer,
+ * audience or jwks is given, and then the missing ones are problems.
+ */
+export function httpSectionFromText(
+  text: HttpSettingsText,
+  trustDomain: string,
+): HttpSettingsResult | undefined {
+  const given = (v: string | undefined) => v !== undefined && v.trim() !== '';
+  const { issuer, audience, jwks, rules, ports } = text;
+  if (![issuer, audience, jwks, rules, ports].some(given)) return undefined;
+
+  const problems: HttpSettingProblem[] = [];
+  const raw: Record<string, unknown> = {};
+  if ([issuer, audience, jwks].some(given)) {
+    raw['jwt'] = {
+      issuer: given(issuer) ? issuer?.trim() : undefined,
+      audience: given(audience) ? splitList(audience as string) : undefined,
+      jwks: given(jwks) ? jwks?.trim() : undefined,
+    };
+  }
+  if (given(rules)) {
+    try {
+      raw['rules'] = JSON.parse(rules as string) as unknown;
+    } catch (err) {
+      problems.push({
+        setting: 'rules',
+        problem: `http.rules: not valid JSON (${(err as Error).message})`,
+      });
+      // A placeholder keeps "rules missing" from being reported as well.
+      raw['rules'] = [{ path: '/', anonymous: true }];
+    }
+  }
+  if (given(ports)) {
+    raw['ports'] = splitList(ports as string).map((p) => (/^\d{1,5}$/.test(p) ? Number(p) : p));
+  }
+  const checked = checkHttpSection(raw, trustDomain);
+  if (!checked.ok) {
+    problems.push(...checked.problems.map((problem) => ({ setting: settingOf(problem), problem })));
+  }
+  if (problems.length > 0 || !checked.ok) return { ok: false, problems };
+  return { ok: true, section: checked.section };
+}
+
+function settingOf(problem: string): HttpSettingName {
+  if (problem.startsWith('http.jwt.issuer')) return 'issuer';
+  if (problem.startsWith('http.jwt.audience')) return 'audience';
+  if (problem.startsWith('http.jwt.jwks')) return 'jwks';
+  if (problem.startsWith('http.ports')) return 'ports';
+  return 'rules';
+}
+
+function checkPorts(value: unknown, problems: string[]): readonly number[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length === 0) {
+    problems.push(`http.ports: ${describe(value)}: must be a non-empty list of TCP ports`);
+    return undefined;
+  }
+  const ports: number[] = [];
+  value.forEach((item: unknown, j) => {
+    if (typeof item === 'number' && Number.isInteger(item) && item >= 1 && item <= MAX_PORT) {
+      if (!ports.includes(item)) ports.push(item);
+    } else {
+      problems.push(
+        `http.ports[${j}]: ${describe(item)}: must be a TCP port from 1 to ${MAX_PORT}`,
+      );
+    }
+  });
+  return Object.freeze(ports);
+}
+
+function splitList(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 }
 
 function checkJwt(value: unknown, problems: string[]): JwtSettings | undefined {

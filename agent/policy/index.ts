@@ -26,11 +26,15 @@ export {
 } from './policy-watcher.js';
 export {
   checkHttpSection,
+  httpSectionFromText,
+  judgesPort,
   DEFAULT_JWT_CLOCK_SKEW_SECONDS,
   MAX_JWT_CLOCK_SKEW_SECONDS,
   type HttpRule,
   type HttpSection,
   type HttpSectionResult,
+  type HttpSettingName,
+  type HttpSettingsText,
   type JwtSettings,
 } from './http-section.js';
 export { PolicyError, type PolicyErrorCode } from './policy-error.js';

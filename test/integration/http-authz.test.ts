@@ -458,3 +458,73 @@ t.test('a JWKS endpoint that is down fails closed with a clear reason', async (t
     'anonymous rules still work',
   );
 });
+
+const FLAG_RULES = JSON.stringify([
+  { methods: ['GET'], path: '/orders', prefix: true, scopes: ['orders.read'] },
+  { path: '/healthz', anonymous: true },
+]);
+
+/** Starts an agent for orders in front of a fresh app, with HTTP mode from flags only. */
+async function startFlagsAgent(t: Test, httpPorts: (appPort: number) => string) {
+  const app = await startHttpApp(t);
+  const agent = await startMeshAgent(t, env, caDir.dir, {
+    ns: 'shop',
+    sa: 'orders',
+    appPort: app.port,
+    flags: {
+      allow: ['ns/shop/sa/web'],
+      jwtIssuer: ISSUER,
+      jwtAudience: `other,${AUDIENCE}`,
+      jwtJwks: jwksFile,
+      httpRules: FLAG_RULES,
+      httpPorts: httpPorts(app.port),
+    },
+  });
+  const client = await startMeshAgent(t, env, caDir.dir, {
+    ns: 'shop',
+    sa: 'web',
+    appPort: app.port,
+    flags: { upstream: [`0=127.0.0.1:${agent.inboundPort}@${agent.id}`] },
+  });
+  return { app, port: client.upstreamPort() };
+}
+
+t.test('an agent configured by flags only judges requests on its app port', async (t) => {
+  const { app, port } = await startFlagsAgent(t, (appPort) => `${appPort}`);
+  const missing = await call(port, '/orders');
+  t.equal(missing.status, 401, 'no token is refused');
+  t.equal(app.seen.length, 0, 'the application never sees the refused request');
+  t.equal((await call(port, '/orders', { token: await token(key1, { scope: 'x' }) })).status, 403);
+  const allowed = await call(port, '/orders/1', { token: await token(key1) });
+  t.equal(allowed.status, 200, 'a token with the scope passes');
+  t.equal(app.seen.at(-1)?.headers['x-palisade-peer-id'], webId);
+  t.equal((await call(port, '/healthz')).status, 200, 'the anonymous rule from flags applies');
+});
+
+t.test('a port not in --http-ports keeps the raw splice', async (t) => {
+  // The app port is not listed (another port is), so its connections are not judged.
+  const { app, port } = await startFlagsAgent(t, (appPort) => `${appPort === 1 ? 2 : 1}`);
+  const answer = await call(port, '/orders', { headers: { 'x-palisade-peer-id': 'forged' } });
+  t.equal(answer.status, 200, 'no token needed: requests are not judged');
+  t.equal(app.seen.length, 1);
+  t.equal(app.seen[0]?.headers['x-palisade-peer-id'], 'forged', 'headers pass untouched');
+});
+
+t.test('http flags are refused with a policy file that has its own http section', async (t) => {
+  const app = await startHttpApp(t);
+  await t.rejects(
+    startMeshAgent(t, env, caDir.dir, {
+      ns: 'shop',
+      sa: 'orders',
+      appPort: app.port,
+      flags: {
+        policyFile,
+        httpRules: FLAG_RULES,
+        jwtIssuer: ISSUER,
+        jwtAudience: AUDIENCE,
+        jwtJwks: jwksFile,
+      },
+    }),
+    { code: 'CONFIG_INVALID' },
+  );
+});

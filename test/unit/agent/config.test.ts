@@ -123,3 +123,58 @@ t.test('ca serve config reports every bad setting at once', async (t) => {
   t.equal(ok.defaultTtlSeconds, 3600);
   t.same(ok.listen, { host: '0.0.0.0', port: 15112 });
 });
+
+t.test('http mode from flags and env builds the policy http section', async (t) => {
+  const rules = JSON.stringify([
+    { methods: ['GET'], path: '/orders', prefix: true, scopes: ['orders.read'] },
+    { path: '/healthz', anonymous: true },
+  ]);
+  const none = loadAgentConfig(base, {});
+  t.equal(none.policy.http, undefined, 'no flags, no http section');
+
+  const config = loadAgentConfig(
+    { ...base, jwtIssuer: 'https://issuer.example', httpPorts: '8080' },
+    {
+      PALISADE_JWT_AUDIENCE: 'orders,billing',
+      PALISADE_JWT_JWKS: 'https://issuer.example/jwks',
+      PALISADE_HTTP_RULES: rules,
+      PALISADE_HTTP_PORTS: '9999',
+    },
+  );
+  const http = config.policy.http;
+  t.equal(http?.jwt?.issuer, 'https://issuer.example');
+  t.same(http?.jwt?.audience, ['orders', 'billing']);
+  t.equal(http?.jwt?.jwks, 'https://issuer.example/jwks');
+  t.same(
+    http?.rules.map((r) => r.name),
+    ['rules[0]', 'rules[1]'],
+  );
+  t.same(http?.ports, [8080], 'the flag wins over the env');
+});
+
+t.test('bad http flags are each named in one error', async (t) => {
+  const err = t.throws(() =>
+    loadAgentConfig(
+      {
+        ...base,
+        jwtIssuer: 'https://issuer.example',
+        jwtJwks: 'ftp://keys',
+        httpRules: '[{"path": "orders"}]',
+        httpPorts: '80,http',
+      },
+      {},
+    ),
+  ) as ConfigError;
+  t.equal(err.code, 'CONFIG_INVALID');
+  t.same([...new Set(err.problems.map((p) => p.setting))].sort(), [
+    '--http-ports',
+    '--http-rules',
+    '--jwt-audience',
+    '--jwt-jwks',
+  ]);
+  const json = t.throws(() => loadAgentConfig({ ...base, httpRules: '[' }, {})) as ConfigError;
+  t.same(
+    json.problems.map((p) => p.setting),
+    ['--http-rules'],
+  );
+});

@@ -6,6 +6,7 @@ import {
   readClaims,
   requestPath,
 } from '../../../agent/http/index.js';
+import { httpSectionFromText, judgesPort } from '../../../agent/policy/http-section.js';
 import {
   checkHttpSection,
   parsePolicyDocument,
@@ -211,5 +212,82 @@ t.test('token claims and rights', async (t) => {
     t.equal(bearerToken(undefined), undefined);
     t.equal(bearerToken('Basic dXNlcg=='), null);
     t.equal(bearerToken('Bearer a b'), null);
+  });
+});
+
+t.test('http mode per port', async (t) => {
+  t.test('without ports every application port is judged', async (t) => {
+    const s = section();
+    t.equal(s.ports, undefined);
+    t.ok(judgesPort(s, 8080));
+    t.ok(judgesPort(s, 9090));
+    t.notOk(judgesPort(undefined, 8080), 'no section judges nothing');
+  });
+
+  t.test('with ports only the listed application ports are judged', async (t) => {
+    const s = section({ ...SECTION, ports: [8080, 8443, 8080] });
+    t.same(s.ports, [8080, 8443]);
+    t.ok(judgesPort(s, 8080));
+    t.notOk(judgesPort(s, 9090));
+  });
+
+  t.test('names every bad port with its place', async (t) => {
+    t.match(problems({ ...SECTION, ports: [8080, 0, 'http', 70000] }), [
+      /^http\.ports\[1\]: /,
+      /^http\.ports\[2\]: /,
+      /^http\.ports\[3\]: /,
+    ]);
+    t.match(problems({ ...SECTION, ports: [] }), [/^http\.ports: /]);
+    t.match(problems({ ...SECTION, ports: 8080 }), [/^http\.ports: /]);
+  });
+});
+
+t.test('the http section from settings text', async (t) => {
+  const texts = {
+    issuer: 'https://issuer.example',
+    audience: 'orders, billing',
+    jwks: '/etc/palisade/jwks.json',
+    rules: JSON.stringify(SECTION.rules.slice(0, 3)),
+    ports: '8080,9090',
+  };
+
+  t.test('no setting means no section', async (t) => {
+    t.equal(httpSectionFromText({}, TD), undefined);
+    t.equal(httpSectionFromText({ rules: ' ' }, TD), undefined);
+  });
+
+  t.test('builds the same section a policy file would', async (t) => {
+    const result = httpSectionFromText(texts, TD);
+    t.ok(result?.ok);
+    const expected = section({
+      jwt: { ...SECTION.jwt, audience: ['orders', 'billing'] },
+      rules: SECTION.rules.slice(0, 3),
+      ports: [8080, 9090],
+    });
+    t.same(result?.ok && result.section, expected);
+  });
+
+  t.test('ties every problem to the setting that carried it', async (t) => {
+    const bad = httpSectionFromText(
+      { issuer: 'https://issuer.example', rules: '[{"path": "/orders"', ports: '80,web' },
+      TD,
+    );
+    t.equal(bad?.ok, false);
+    const settings = bad && !bad.ok ? bad.problems.map((p) => p.setting).sort() : [];
+    t.same(settings, ['audience', 'jwks', 'ports', 'rules']);
+
+    const badRule = httpSectionFromText({ ...texts, rules: '[{"path": "orders"}]' }, TD);
+    t.match(badRule && !badRule.ok && badRule.problems, [
+      { setting: 'rules', problem: /^http\.rules\[0\]\.path: / },
+    ]);
+    const notList = httpSectionFromText({ ...texts, rules: '{"path": "/"}' }, TD);
+    t.match(notList && !notList.ok && notList.problems, [{ setting: 'rules' }]);
+  });
+
+  t.test('ports alone still need rules', async (t) => {
+    const result = httpSectionFromText({ ports: '8080' }, TD);
+    t.match(result && !result.ok && result.problems, [
+      { setting: 'rules', problem: /^http\.rules: / },
+    ]);
   });
 });

@@ -171,6 +171,45 @@ t.test('log-level renders PALISADE_LOG_LEVEL', async (t) => {
   t.equal(envOf(injected(pod({ 'palisade.dev/log-level': 'debug' }))).PALISADE_LOG_LEVEL, 'debug');
 });
 
+t.test('jwt and http annotations render the agent http env', async (t) => {
+  const rules = '[{"methods":["GET"],"path":"/orders","scopes":["orders.read"]}]';
+  const env = envOf(
+    injected(
+      pod({
+        'palisade.dev/jwt-issuer': 'https://issuer.example',
+        'palisade.dev/jwt-audience': 'orders,billing',
+        'palisade.dev/jwt-jwks': 'https://issuer.example/jwks',
+        'palisade.dev/http-rules': ` ${rules} `,
+        'palisade.dev/http-ports': '8080',
+      }),
+    ),
+  );
+  t.equal(env.PALISADE_JWT_ISSUER, 'https://issuer.example');
+  t.equal(env.PALISADE_JWT_AUDIENCE, 'orders,billing');
+  t.equal(env.PALISADE_JWT_JWKS, 'https://issuer.example/jwks');
+  t.equal(env.PALISADE_HTTP_RULES, rules);
+  t.equal(env.PALISADE_HTTP_PORTS, '8080');
+  const plain = envOf(injected(pod()));
+  t.equal(plain.PALISADE_HTTP_RULES, undefined, 'no http annotations, no http env');
+});
+
+t.test('a bad http rule annotation refuses the pod naming it', async (t) => {
+  const result = injectWorkload(
+    pod({
+      'palisade.dev/http-rules': '[{"path":"/orders","scopes":["orders.read"]}]',
+      'palisade.dev/http-ports': '8080,web',
+    }),
+    settings,
+  );
+  t.equal(result.ok, false);
+  const reason = result.ok ? '' : result.reason;
+  t.ok(reason.includes('palisade.dev/http-rules='), 'the rule needing a jwt block is named');
+  t.ok(reason.includes('palisade.dev/http-ports="8080,web"'), 'the bad port list is named');
+  t.notOk(reason.includes('unknown annotation'), 'the keys are known');
+  const parsed = parseAnnotations({ 'palisade.dev/http-rules': 'not json' }, 'cluster.local');
+  t.equal(parsed.ok ? 0 : parsed.problems.length, 1);
+});
+
 t.test('skip annotations become init-iptables flags', async (t) => {
   const out = injected(
     pod({
