@@ -154,16 +154,12 @@ export async function startAgent(
       trustBundlePem: trust.bundlePem,
     });
   };
-  identity.onCredential((credential) => {
-    refreshTls(credential, identity.trust);
-    // A resumed TLS 1.3 session shows the peer the certificate of the full
-    // handshake, not the new one; once that one expires the peer refuses us.
-    dialer.forgetSessions();
-  });
+  identity.onCredential((credential) => refreshTls(credential, identity.trust));
   identity.onTrust((trust, previous) => {
     const bundleChanged = previous?.trustStore !== trust.trustStore;
+    // New TLS material means a new client context, which the dialer's cached
+    // sessions are tied to: sessions made before it are not resumed.
     refreshTls(identity.credential, trust);
-    if (bundleChanged) dialer.forgetSessions();
     live.closeWhere((conn) => {
       if (
         trust.revokedIds.has(conn.peerId) ||

@@ -25,7 +25,7 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
   return {
     connections: new Counter({
       name: 'palisade_agent_connections_total',
-      help: 'Connections by direction and result (allowed, denied, rejected, plaintext, error, overloaded).',
+      help: 'Connections by direction and result (allowed, denied, rejected, plaintext, error, ...).',
       labelNames: ['direction', 'result'],
       registers,
     }),
@@ -56,7 +56,7 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     }),
     peerRejections: new Counter({
       name: 'palisade_agent_peer_rejections_total',
-      help: 'Peers refused before policy: untrusted, revoked, expired, no certificate, plaintext, handshake failures.',
+      help: 'Peers refused before policy, by reason: untrusted, revoked, expired, no certificate, ...',
       labelNames: ['direction', 'reason'],
       registers,
     }),
@@ -78,7 +78,7 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     }),
     revokedDisconnects: new Counter({
       name: 'palisade_agent_closed_connections_total',
-      help: 'Live connections closed because their peer was revoked, untrusted, expired or no longer allowed.',
+      help: 'Live connections closed as their peer was revoked, untrusted, expired or not allowed.',
       labelNames: ['reason'],
       registers,
     }),
@@ -90,7 +90,7 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     }),
     httpDenials: new Counter({
       name: 'palisade_agent_http_denials_total',
-      help: 'Inbound HTTP requests refused, by reason (token-missing, missing-scope, token-expired...).',
+      help: 'Inbound HTTP requests refused, by reason (token-missing, missing-scope, ...).',
       labelNames: ['reason'],
       registers,
     }),

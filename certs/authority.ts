@@ -6,8 +6,14 @@ import { adminId } from './spiffe-id.js';
 import type { SaTokenVerifier } from './authn/index.js';
 import { IssuanceRecorder } from './issuance-recorder.js';
 import { checkWorkloadId, type SignedLeaf, type SigningPool } from './signing/index.js';
-import type { CaStore, CertRecord, IssuedVia } from './store/index.js';
-import { createCrl, splitPemChain, type CrlReason, type Issuer } from './x509/index.js';
+import type { CaStore, CertRecord, IssuedVia, RevocationSet } from './store/index.js';
+import {
+  createCrl,
+  normaliseSerialHex,
+  splitPemChain,
+  type CrlReason,
+  type Issuer,
+} from './x509/index.js';
 
 /** Shortest certificate lifetime the CA hands out by default, whatever is asked. */
 export const MIN_TTL_SECONDS = 60;
@@ -205,7 +211,7 @@ export class CertificateAuthority {
     return { wasRevoked, trustVersion: this.state.version };
   }
 
-  /** Creates a one-time join token for an identity. The token is returned once and stored hashed. */
+  /** Creates a one-time join token for an identity; returned once, stored hashed. */
   createJoinToken(spiffeId: string, ttlSeconds: number) {
     const id = checkWorkloadId(spiffeId, this.options.trustDomain);
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 7 * 86400) {
@@ -244,7 +250,7 @@ export class CertificateAuthority {
     );
   }
 
-  /** A CRL of the current intermediate's unexpired revoked certificates, numbered by trust version. */
+  /** A CRL of the intermediate's unexpired revoked certificates, numbered by trust version. */
   crl(): { pem: string; crlNumber: number } {
     const now = this.now();
     const entries = this.store
@@ -278,8 +284,8 @@ export class CertificateAuthority {
   sweepExpired(): void {
     const next = this.store.revocationSet(this.now());
     if (sameMembers(next.serials, this.state.revokedSerials)) return;
-    this.store.bumpTrustVersion('revocations.expired');
-    this.publish();
+    const version = this.store.bumpTrustVersion('revocations.expired');
+    this.publish({ ...next, version });
   }
 
   /**
@@ -319,8 +325,8 @@ export class CertificateAuthority {
     return { certificates, revocations: this.store.listRevocations(now) };
   }
 
-  private publish(): void {
-    this.state = this.computeState();
+  private publish(set?: RevocationSet): void {
+    this.state = this.computeState(set);
     this.metrics.trustVersion.set(this.state.version);
     this.log.info(
       {
@@ -335,8 +341,7 @@ export class CertificateAuthority {
     for (const listener of this.listeners) listener(this.state);
   }
 
-  private computeState(): TrustState {
-    const set = this.store.revocationSet(this.now());
+  private computeState(set = this.store.revocationSet(this.now())): TrustState {
     return {
       version: set.version,
       trustBundlePem: this.trustBundlePem,
@@ -413,7 +418,8 @@ export class CertificateAuthority {
         if (!this.saVerifier) {
           throw new AuthorityError(
             'SA_TOKENS_DISABLED',
-            'this CA verifies no service-account tokens (start it with --sa-jwks kubernetes, or --sa-jwks FILE|URL with --sa-issuer)',
+            'this CA verifies no service-account tokens (start it with --sa-jwks kubernetes, ' +
+              'or --sa-jwks FILE|URL with --sa-issuer)',
           );
         }
         const result = await this.saVerifier.verify(proof.token);
@@ -475,14 +481,12 @@ export function crlReasonOf(reason: string): CrlReason {
 
 /** Lowercase hex without separators or leading zero bytes; REQUEST_INVALID when not hex. */
 export function normaliseSerial(serial: string): string {
-  const hex = serial.replace(/:/g, '').toLowerCase();
-  if (!/^[0-9a-f]{1,64}$/.test(hex)) {
-    throw new AuthorityError(
-      'REQUEST_INVALID',
-      `not a hex serial number: ${JSON.stringify(serial)}`,
-    );
+  try {
+    return normaliseSerialHex(serial.replace(/:/g, ''));
+  } catch (err) {
+    const message = `not a hex serial number: ${JSON.stringify(serial)}`;
+    throw new AuthorityError('REQUEST_INVALID', message, { cause: err });
   }
-  return hex.replace(/^(00)+(?=..)/, '');
 }
 
 /** The issuer certificate's notAfter as a Date (Node 20 has no `validToDate`). */

@@ -67,7 +67,7 @@ export function loadCaCommonConfig(
   };
 }
 
-/** Resolves `palisade ca serve` settings: defaults < env < flags, every problem reported at once. */
+/** Resolves `palisade ca serve` settings: defaults < env < flags, all problems at once. */
 export function loadCaServeConfig(
   flags: CaServeFlags,
   env: Env,

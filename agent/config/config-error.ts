@@ -12,10 +12,7 @@ export class ConfigError extends PalisadeError {
   readonly problems: readonly ConfigProblem[];
 
   constructor(problems: ConfigProblem[]) {
-    super(
-      'CONFIG_INVALID',
-      `invalid configuration: ${problems.map((p) => `${p.setting}=${JSON.stringify(p.value)}: ${p.problem}`).join('; ')}`,
-    );
+    super('CONFIG_INVALID', `invalid configuration: ${problems.map(describeProblem).join('; ')}`);
     this.name = 'ConfigError';
     this.problems = problems;
   }
@@ -44,4 +41,8 @@ export class ProblemList {
   throwIfAny(): void {
     if (this.problems.length > 0) throw new ConfigError(this.problems);
   }
+}
+
+function describeProblem(p: ConfigProblem): string {
+  return `${p.setting}=${JSON.stringify(p.value)}: ${p.problem}`;
 }

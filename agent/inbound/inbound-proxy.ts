@@ -67,7 +67,7 @@ export interface InboundDeps {
   live: LiveConnections;
   log: Logger;
   metrics: AgentMetrics;
-  /** Reads a redirected connection's original destination (SO_ORIGINAL_DST); set with interception. */
+  /** Reads a redirected connection's original destination (SO_ORIGINAL_DST), with interception. */
   originalDst?: (socket: Socket) => { address: string; port: number };
   /** Allowed connections to the ports it judges go through it rather than being spliced. */
   requestStage?: RequestStage;

@@ -32,7 +32,7 @@ export interface IptablesStep {
   args: readonly string[];
   /** When this check succeeds, the step is already in place and is skipped. */
   unless?: readonly string[];
-  /** A failure is expected and harmless (creating a chain that exists, removing one that does not). */
+  /** A failure is expected and harmless (making a chain that exists, removing a missing one). */
   mayFail?: boolean;
 }
 

@@ -156,11 +156,6 @@ export class PeerDialer {
     });
   }
 
-  /** Forgets cached sessions, e.g. after the trust bundle changed. */
-  forgetSessions(): void {
-    this.sessions.clear();
-  }
-
   private remember(key: string, session: CachedSession): void {
     if (this.sessions.size >= MAX_CACHED_SESSIONS && !this.sessions.has(key)) {
       const oldest = this.sessions.keys().next().value;

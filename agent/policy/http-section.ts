@@ -64,7 +64,7 @@ export interface HttpSection {
   readonly ports: readonly number[] | undefined;
 }
 
-/** Either a validated section or every problem, each prefixed with its place (`http.rules[1].path`). */
+/** A validated section, or every problem prefixed with its place (`http.rules[1].path`). */
 export type HttpSectionResult =
   { ok: true; section: HttpSection } | { ok: false; problems: string[] };
 

@@ -95,7 +95,7 @@ export class PolicyWatcher {
   start(): WorkloadPolicy {
     if (this.running && this.doc !== undefined) return this.doc.policy;
 
-    const text = readPolicyTextSync(this.path);
+    const text = readPolicyText(this.path);
     const doc = parsePolicyDocument(text, this.path, this.trustDomain);
     this.accept(doc);
     this.running = true;
@@ -158,7 +158,7 @@ export class PolicyWatcher {
   private async reload(): Promise<void> {
     let text: string;
     try {
-      text = await readPolicyText(this.path);
+      text = readPolicyText(this.path);
     } catch (err) {
       if (this.running) this.reject(err, `read:${errorCode(err)}:${errorMessage(err)}`);
       return;
@@ -231,10 +231,11 @@ function documentKey(doc: PolicyDocument): string {
   return `${doc.policy.version}:${JSON.stringify(doc.http) ?? ''}`;
 }
 
-// Both readers stop one chunk past the limit, so an oversized file is refused
-// by the parser without being loaded whole, and read to the end otherwise, so
-// a file that grows while it is read is not cut short.
-function readPolicyTextSync(file: string): string {
+// The reader stops one chunk past the limit, so an oversized file is refused
+// by the parser without being loaded whole, and reads to the end otherwise, so
+// a file that grows while it is read is not cut short. It is synchronous: a
+// policy file is at most 1 MiB and is read only when it changed.
+function readPolicyText(file: string): string {
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
@@ -256,31 +257,6 @@ function readPolicyTextSync(file: string): string {
     throw unreadable(file, err);
   } finally {
     fs.closeSync(fd);
-  }
-}
-
-async function readPolicyText(file: string): Promise<string> {
-  let handle: fs.promises.FileHandle;
-  try {
-    handle = await fs.promises.open(file, 'r');
-  } catch (err) {
-    throw unreadable(file, err);
-  }
-  try {
-    const chunks: Buffer[] = [];
-    let totalBytes = 0;
-    while (totalBytes <= MAX_POLICY_FILE_BYTES) {
-      const chunk = Buffer.alloc(READ_CHUNK_BYTES);
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
-      if (bytesRead === 0) break;
-      chunks.push(chunk.subarray(0, bytesRead));
-      totalBytes += bytesRead;
-    }
-    return Buffer.concat(chunks).toString('utf8');
-  } catch (err) {
-    throw unreadable(file, err);
-  } finally {
-    await handle.close();
   }
 }
 

@@ -1,6 +1,7 @@
 import type { ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import type { PeerIdentity } from '../authority.js';
+import { normaliseSerialHex } from '../x509/index.js';
 
 /** Any server call whose TLS auth context can be read. */
 export type AuthenticatedCall = Pick<
@@ -38,11 +39,7 @@ function identityOf(cert: PeerCertificate): PeerIdentity {
     .map((entry) => entry.slice(4));
   const only = uris.length === 1 ? uris[0] : undefined;
   return {
-    serialHex: normaliseHex(cert.serialNumber),
+    serialHex: normaliseSerialHex(cert.serialNumber),
     spiffeId: only?.startsWith('spiffe://') ? only : undefined,
   };
-}
-
-function normaliseHex(serial: string): string {
-  return serial.toLowerCase().replace(/^(00)+(?=..)/, '');
 }

@@ -124,7 +124,8 @@ function proofOf(request: SignRequest, call: Parameters<typeof verifiedPeer>[0])
     default:
       throw new AuthorityError(
         'PROOF_MISSING',
-        'Sign needs a proof: a service-account token, a join token, or renewal with the current certificate',
+        'Sign needs a proof: a service-account token, a join token, ' +
+          'or renewal with the current certificate',
       );
   }
 }

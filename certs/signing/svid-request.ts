@@ -55,7 +55,8 @@ export function requestedIdOf(csr: ParsedCsr, trustDomain: string): string {
   if (csr.uris.length !== 1 || extras > 0) {
     throw new PalisadeError(
       'CSR_SAN_INVALID',
-      `CSR must carry exactly one URI SAN and no other SAN; it has ${csr.uris.length} URI and ${extras} other`,
+      'CSR must carry exactly one URI SAN and no other SAN; ' +
+        `it has ${csr.uris.length} URI and ${extras} other`,
     );
   }
   return checkWorkloadId(csr.uris[0] as string, trustDomain);

@@ -22,6 +22,7 @@ export {
   type KeyType,
 } from './keys.js';
 export { splitPemChain } from './pem.js';
+export { normaliseSerialHex } from './serial.js';
 export { certSpiffeId, serialHexOf } from './cert-info.js';
 export { TrustStore } from './trust-store.js';
 export { verifySvid, type SvidRejection, type SvidVerdict } from './verify.js';
