@@ -77,6 +77,8 @@ export interface TrustUpdate {
   revokedSerials: string[];
   revokedIds: string[];
   publishedUnixMs: number;
+  /** Absent only from a CA older than the mesh policy. */
+  meshPolicy?: MeshPolicyRecord | null;
 }
 
 export interface IssueRequest {
@@ -193,4 +195,63 @@ export type GetCrlRequest = Record<string, never>;
 export interface GetCrlResponse {
   crlPem: string;
   crlNumber: number;
+}
+
+export interface MeshPolicyRecord {
+  version: number;
+  documentJson: string;
+  setUnixMs: number;
+  setBy: string;
+  source: string;
+}
+
+export interface SetPolicyRequest {
+  document: string;
+  source: string;
+}
+
+export type GetPolicyRequest = Record<string, never>;
+
+export interface PolicyHistoryRequest {
+  limit: number;
+}
+
+export interface PolicyHistoryResponse {
+  policies: MeshPolicyRecord[];
+}
+
+export interface SecurityEventMessage {
+  kind: string;
+  atUnixMs: number;
+  peerId: string;
+  direction: string;
+  reason: string;
+  rule: string;
+  detailJson: string;
+}
+
+export interface ReportEventsRequest {
+  events: SecurityEventMessage[];
+}
+
+export interface ReportEventsResponse {
+  accepted: number;
+}
+
+export interface StoredEventMessage {
+  id: number;
+  reporterId: string;
+  receivedUnixMs: number;
+  event: SecurityEventMessage | null;
+}
+
+export interface ListEventsRequest {
+  sinceUnixMs: number;
+  identityPattern: string;
+  limit: number;
+  afterId: number;
+}
+
+export interface ListEventsResponse {
+  events: StoredEventMessage[];
 }

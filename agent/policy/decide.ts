@@ -1,4 +1,4 @@
-import { PolicyError } from './policy-error.js';
+import { PolicyError } from '../../certs/policy/index.js';
 import { workloadLayers, type PolicyLayer, type PolicyLayerName } from './policy-layer.js';
 import type { WorkloadPolicy } from './workload-policy.js';
 

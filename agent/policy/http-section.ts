@@ -1,5 +1,5 @@
 import { parseDurationSeconds } from '../../certs/duration.js';
-import { compilePattern, type IdentityPattern } from './pattern.js';
+import { compilePattern, type IdentityPattern } from '../../certs/policy/index.js';
 
 /** Clock skew allowed on `exp` and `nbf` when the policy names none, in seconds. */
 export const DEFAULT_JWT_CLOCK_SKEW_SECONDS = 30;

@@ -1,7 +1,7 @@
 // Admission policy of the sidecar: identity patterns, the workload's allow
 // list, and decisions with their explanations. Pure except the file watcher.
 // Must not import inbound/, outbound/ or tls/: they call in, never the reverse.
-export { compilePattern, type IdentityPattern } from './pattern.js';
+export { compilePattern, type IdentityPattern } from '../../certs/policy/index.js';
 export {
   buildWorkloadPolicy,
   DEFAULT_MODE,
@@ -37,4 +37,4 @@ export {
   type HttpSettingsText,
   type JwtSettings,
 } from './http-section.js';
-export { PolicyError, type PolicyErrorCode } from './policy-error.js';
+export { PolicyError, type PolicyErrorCode } from '../../certs/policy/index.js';

@@ -1,7 +1,7 @@
 import { parseDocument } from 'yaml';
 
 import { checkHttpSection, type HttpSection } from './http-section.js';
-import { invalidPolicy } from './policy-error.js';
+import { invalidPolicy } from '../../certs/policy/index.js';
 import { checkWorkloadPolicy, type WorkloadPolicy } from './workload-policy.js';
 
 /** Largest policy file accepted, in bytes. */

@@ -1,5 +1,5 @@
 import type { DecisionReason } from './decide.js';
-import { hasPrefixAt } from './pattern.js';
+import { hasPrefixAt } from '../../certs/policy/index.js';
 import type { WorkloadPolicy } from './workload-policy.js';
 
 /** Where a verdict came from. The mesh layer pushed by the CA will join this list. */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Logger } from '../../certs/log.js';
 import { errorCode, errorMessage } from '../../certs/errors.js';
 import { MAX_POLICY_FILE_BYTES, parsePolicyDocument, type PolicyDocument } from './policy-file.js';
-import { PolicyError } from './policy-error.js';
+import { PolicyError } from '../../certs/policy/index.js';
 import type { WorkloadPolicy } from './workload-policy.js';
 
 /** How often the file is polled when no interval is given, in milliseconds. */

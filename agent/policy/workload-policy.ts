@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 
-import { compilePattern, type IdentityPattern } from './pattern.js';
-import { invalidPolicy } from './policy-error.js';
+import {
+  compilePattern,
+  invalidPolicy,
+  MODES,
+  type IdentityPattern,
+  type Mode,
+} from '../../certs/policy/index.js';
 
-/** Inbound modes: `strict` accepts only mTLS, `permissive` also plaintext (for migrations). */
-export const MODES = ['strict', 'permissive'] as const;
-
-/** An inbound mode; see MODES. */
-export type Mode = (typeof MODES)[number];
+export { MODES, type Mode };
 
 /** Mode used when a policy names none: only mutual TLS is accepted. */
 export const DEFAULT_MODE: Mode = 'strict';

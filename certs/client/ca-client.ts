@@ -37,6 +37,8 @@ type Unary = (
   callback: (err: grpc.ServiceError | null, response: unknown) => void,
 ) => grpc.ClientUnaryCall;
 
+type ServerStream<Res> = (request: unknown) => grpc.ClientReadableStream<Res>;
+
 /**
  * A gRPC client for both CA services. The CA is recognised by its SPIFFE ID
  * (`spiffe://<td>/ns/palisade-system/sa/palisade-ca`) in a certificate that
@@ -80,28 +82,12 @@ export class CaClient {
     onUpdate: (update: pb.TrustUpdate) => void,
     onEnd: (err: CaClientError | undefined) => void,
   ): () => void {
-    const method = (
-      this.workload as unknown as Record<
-        string,
-        (req: unknown) => grpc.ClientReadableStream<pb.TrustUpdate>
-      >
-    )['WatchTrust'];
-    const stream = (method as (req: unknown) => grpc.ClientReadableStream<pb.TrustUpdate>).call(
-      this.workload,
-      { knownVersion },
-    );
-    let ended = false;
-    const end = (err: CaClientError | undefined) => {
-      if (ended) return;
-      ended = true;
-      onEnd(err);
-    };
-    stream.on('data', onUpdate);
-    stream.on('error', (err: grpc.ServiceError) => {
-      end(err.code === grpc.status.CANCELLED ? undefined : toClientError(err));
-    });
-    stream.on('end', () => end(undefined));
-    return () => stream.cancel();
+    return this.stream(this.workload, 'WatchTrust', { knownVersion }, onUpdate, onEnd);
+  }
+
+  /** Sends a batch of security events; the CA takes the reporter from this client's certificate. */
+  reportEvents(events: pb.SecurityEventMessage[]): Promise<pb.ReportEventsResponse> {
+    return this.call(this.workload, 'ReportEvents', { events });
   }
 
   issue(request: pb.IssueRequest): Promise<pb.SignResponse> {
@@ -138,10 +124,64 @@ export class CaClient {
     return this.call(this.admin, 'GetCrl', {});
   }
 
+  setPolicy(request: pb.SetPolicyRequest): Promise<pb.MeshPolicyRecord> {
+    return this.call(this.admin, 'SetPolicy', request);
+  }
+
+  getPolicy(): Promise<pb.MeshPolicyRecord> {
+    return this.call(this.admin, 'GetPolicy', {});
+  }
+
+  policyHistory(request: Partial<pb.PolicyHistoryRequest>): Promise<pb.PolicyHistoryResponse> {
+    return this.call(this.admin, 'PolicyHistory', request);
+  }
+
+  listEvents(request: Partial<pb.ListEventsRequest>): Promise<pb.ListEventsResponse> {
+    return this.call(this.admin, 'ListEvents', request);
+  }
+
+  /**
+   * Opens a WatchEvents stream: the stored events matching `request`, then
+   * each new one. `onEnd` gets the error (or undefined) when the stream ends.
+   * Returns a function that cancels it.
+   */
+  watchEvents(
+    request: Partial<pb.ListEventsRequest>,
+    onEvent: (event: pb.StoredEventMessage) => void,
+    onEnd: (err: CaClientError | undefined) => void,
+  ): () => void {
+    return this.stream(this.admin, 'WatchEvents', request, onEvent, onEnd);
+  }
+
   /** Closes both channels; calls in flight fail with CANCELLED. */
   close(): void {
     this.workload.close();
     this.admin.close();
+  }
+
+  private stream<Res>(
+    client: grpc.Client,
+    method: string,
+    request: unknown,
+    onData: (message: Res) => void,
+    onEnd: (err: CaClientError | undefined) => void,
+  ): () => void {
+    const fn = (client as unknown as Record<string, ServerStream<Res>>)[
+      method
+    ] as ServerStream<Res>;
+    const stream = fn.call(client, request);
+    let ended = false;
+    const end = (err: CaClientError | undefined) => {
+      if (ended) return;
+      ended = true;
+      onEnd(err);
+    };
+    stream.on('data', onData);
+    stream.on('error', (err: grpc.ServiceError) => {
+      end(err.code === grpc.status.CANCELLED ? undefined : toClientError(err));
+    });
+    stream.on('end', () => end(undefined));
+    return () => stream.cancel();
   }
 
   private call<Res>(client: grpc.Client, method: string, request: unknown): Promise<Res> {

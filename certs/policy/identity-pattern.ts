@@ -1,5 +1,5 @@
-import { parseSpiffeId } from '../../certs/spiffe-id.js';
-import { errorMessage } from '../../certs/errors.js';
+import { parseSpiffeId } from '../spiffe-id.js';
+import { errorMessage } from '../errors.js';
 import { PolicyError } from './policy-error.js';
 
 const SCHEME = 'spiffe://';

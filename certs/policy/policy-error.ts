@@ -1,4 +1,4 @@
-import { PalisadeError } from '../../certs/errors.js';
+import { PalisadeError } from '../errors.js';
 
 /**
  * Stable codes of the policy module: `POLICY_INVALID` is a bad pattern, allow
