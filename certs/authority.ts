@@ -1,12 +1,19 @@
 import type { KeyObject } from 'node:crypto';
 import { PalisadeError } from './errors.js';
 import type { Logger } from './log.js';
+import { MeshPolicyState } from './mesh-policy-state.js';
 import type { CaMetrics } from './metrics.js';
 import { adminId } from './spiffe-id.js';
 import type { SaTokenVerifier } from './authn/index.js';
 import { IssuanceRecorder } from './issuance-recorder.js';
 import { checkWorkloadId, type SignedLeaf, type SigningPool } from './signing/index.js';
-import type { CaStore, CertRecord, IssuedVia, RevocationSet } from './store/index.js';
+import type {
+  CaStore,
+  CertRecord,
+  IssuedVia,
+  MeshPolicyVersion,
+  RevocationSet,
+} from './store/index.js';
 import {
   createCrl,
   normaliseSerialHex,
@@ -53,13 +60,22 @@ export interface SignedChain {
   trustVersion: number;
 }
 
-/** One published state of the trust bundle and revocation set. */
+/** One published state of the trust bundle, revocation set and mesh policy. */
 export interface TrustState {
   version: number;
   trustBundlePem: string[];
   revokedSerials: string[];
   revokedIds: string[];
+  /** The mesh policy in force; version 0 (the open policy) until one is set. */
+  meshPolicy: MeshPolicyVersion;
   publishedAt: Date;
+}
+
+/** What setting the mesh policy did; `changed` is false for the document already in force. */
+export interface MeshPolicyChange {
+  policy: MeshPolicyVersion;
+  changed: boolean;
+  trustVersion: number;
 }
 
 /** Raised for requests the CA refuses; the code maps to a gRPC status. */
@@ -88,6 +104,7 @@ export class CertificateAuthority {
   private readonly listeners = new Set<TrustListener>();
   private readonly signer: SigningPool;
   private readonly recorder: IssuanceRecorder;
+  private readonly mesh: MeshPolicyState;
   private trustBundlePem: string[];
   private state: TrustState;
 
@@ -110,8 +127,13 @@ export class CertificateAuthority {
     this.metrics = deps.metrics;
     this.saVerifier = deps.saVerifier;
     this.now = deps.now ?? (() => new Date());
+    this.mesh = new MeshPolicyState(deps.store.policies, {
+      trustDomain: deps.options.trustDomain,
+      minTtlSeconds: deps.options.minTtlSeconds ?? MIN_TTL_SECONDS,
+    });
     this.state = this.computeState();
     this.metrics.trustVersion.set(this.state.version);
+    this.metrics.meshPolicyVersion.set(this.state.meshPolicy.version);
     this.metrics.intermediateExpirySeconds.set(notAfterOf(this.signer.current).getTime() / 1000);
   }
 
@@ -274,6 +296,43 @@ export class CertificateAuthority {
     return { pem, crlNumber };
   }
 
+  /**
+   * Replaces the mesh policy with an operator's document (YAML or JSON),
+   * stored with its audit record and a trust-version bump, then published to
+   * every watcher. A document equal to the one in force changes nothing.
+   * Throws PolicyError POLICY_INVALID naming every problem (a `maxCertTtl`
+   * below the CA's shortest lifetime among them); the policy in force stays.
+   */
+  setMeshPolicy(text: string, source: string, setBy: string): MeshPolicyChange {
+    const result = this.mesh.set(text, source, setBy, this.now());
+    if (!result.changed) return result;
+    const { policy } = result;
+    this.metrics.meshPolicyVersion.set(policy.version);
+    this.log.info(
+      {
+        event: 'policy.set',
+        version: policy.version,
+        document_sha256: policy.documentSha256,
+        set_by: setBy,
+        source,
+        trust_version: result.trustVersion,
+      },
+      'mesh policy set',
+    );
+    this.publish();
+    return result;
+  }
+
+  /** The mesh policy in force (version 0, the open policy, until one is set). */
+  meshPolicy(): MeshPolicyVersion {
+    return this.mesh.current.record;
+  }
+
+  /** Stored mesh policy versions, newest first, at most `limit`. */
+  policyHistory(limit?: number): MeshPolicyVersion[] {
+    return this.mesh.history(limit);
+  }
+
   /** Registers a listener for every new trust state; returns the unsubscribe function. */
   subscribe(listener: TrustListener): () => void {
     this.listeners.add(listener);
@@ -334,6 +393,7 @@ export class CertificateAuthority {
         version: this.state.version,
         revoked_serials: this.state.revokedSerials.length,
         revoked_ids: this.state.revokedIds.length,
+        mesh_policy_version: this.state.meshPolicy.version,
         watchers: this.listeners.size,
       },
       'trust state published',
@@ -347,6 +407,7 @@ export class CertificateAuthority {
       trustBundlePem: this.trustBundlePem,
       revokedSerials: set.serials,
       revokedIds: set.identities,
+      meshPolicy: this.mesh.current.record,
       publishedAt: this.now(),
     };
   }
@@ -401,7 +462,13 @@ export class CertificateAuthority {
     }
     const minSeconds = this.options.minTtlSeconds ?? MIN_TTL_SECONDS;
     const asked = requested === 0 ? this.options.defaultTtlSeconds : requested;
-    const clamped = Math.min(Math.max(asked, minSeconds), this.options.maxTtlSeconds);
+    // The mesh policy may only shorten the CA's own limit; it is never below
+    // the shortest lifetime (setMeshPolicy refuses that).
+    const maxSeconds = Math.min(
+      this.options.maxTtlSeconds,
+      this.mesh.current.policy.maxCertTtlSeconds ?? Number.POSITIVE_INFINITY,
+    );
+    const clamped = Math.min(Math.max(asked, minSeconds), maxSeconds);
     // A leaf must not outlive the intermediate that signs it.
     const untilIssuerExpiry = Math.floor(
       (notAfterOf(this.signer.current).getTime() - this.now().getTime()) / 1000,
@@ -437,19 +504,26 @@ export class CertificateAuthority {
           },
         };
       }
-      case 'renewal':
-        return { spiffeId: this.renewingId(proof.peer), via: 'renewal' };
+      case 'renewal': {
+        const noCert = 'renewal needs the current certificate presented in the TLS handshake';
+        const spiffeId = this.certifiedPeerId(proof.peer, 'RENEWAL_NO_CERT', noCert);
+        return { spiffeId, via: 'renewal' };
+      }
     }
   }
 
-  /** Renewal: the caller's current certificate must be one of ours, unexpired and unrevoked. */
-  private renewingId(peer: PeerIdentity | undefined): string {
-    if (!peer) {
-      throw new AuthorityError(
-        'RENEWAL_NO_CERT',
-        'renewal needs the current certificate presented in the TLS handshake',
-      );
-    }
+  /**
+   * The caller's SPIFFE ID when its TLS client certificate is one this CA
+   * issued and has not revoked (the check renewal and event reports share).
+   * Throws AuthorityError `noCertCode` without a certificate, CERT_UNKNOWN or
+   * CERT_REVOKED otherwise.
+   */
+  certifiedPeerId(
+    peer: PeerIdentity | undefined,
+    noCertCode: string,
+    noCertMessage: string,
+  ): string {
+    if (!peer) throw new AuthorityError(noCertCode, noCertMessage);
     const { serialHex: serial, spiffeId } = peer;
     const record = this.store.getCert(serial);
     if (!spiffeId || !record || record.spiffeId !== spiffeId) {

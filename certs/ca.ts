@@ -18,6 +18,7 @@ import {
   type PassphraseSource,
 } from './ca-dir.js';
 import { PalisadeError, errorMessage } from './errors.js';
+import { EventFeed, ReporterRateLimiter } from './events/index.js';
 import { formatHostPort, type HostPort } from './host-port.js';
 import type { Logger } from './log.js';
 import { createCaMetrics } from './metrics.js';
@@ -38,8 +39,12 @@ import {
   serialHexOf,
 } from './x509/index.js';
 
-/** Largest gRPC message the CA accepts, in bytes. */
-export const MAX_MESSAGE_BYTES = 64 * 1024;
+/**
+ * Largest gRPC message the CA accepts, in bytes: room for a ReportEvents
+ * batch of 100 events at their field limits (~7.5 KiB each); a CSR needs
+ * a few KiB.
+ */
+export const MAX_MESSAGE_BYTES = 1024 * 1024;
 
 /** Lifetime of the CA's own serving certificate; it renews at half of it. */
 const SERVING_TTL_SECONDS = 24 * 3600;
@@ -64,6 +69,15 @@ export interface CaServeConfig {
   signWorkers?: number;
   /** How often expired revocations are swept from the revocation set. */
   sweepIntervalMs: number;
+  /** The security-event feed's bounds; defaults in certs/events and certs/store. */
+  events?: {
+    /** Most events kept in the store (default 100,000). */
+    maxStored?: number;
+    /** Events per second one reporter may send on average (default 200). */
+    perReporterPerSecond?: number;
+    /** Events one reporter may send at once (default 2,000; at least 500). */
+    perReporterBurst?: number;
+  };
 }
 
 /** A running CA. */
@@ -103,7 +117,9 @@ export async function startCa(
   const rootCert = new X509Certificate(loaded.rootPem);
   const rootCertExpiry = new Date(rootCert.validTo);
   metrics.rootExpirySeconds.set(rootCertExpiry.getTime() / 1000);
-  const store = CaStore.open(join(config.dir, CA_FILES.store));
+  const store = CaStore.open(join(config.dir, CA_FILES.store), {
+    ...(config.events?.maxStored ? { maxEvents: config.events.maxStored } : {}),
+  });
   const saVerifier = config.saJwks
     ? new SaTokenVerifier({
         jwks: config.saJwks,
@@ -131,23 +147,44 @@ export async function startCa(
     ...(saVerifier ? { saVerifier } : {}),
   });
 
-  const credentials = new CaServerCredentials(
-    await issueServingIdentity(authority, loaded.bundlePem),
-  );
-  const servingTimer = setInterval(
-    () => {
+  const feed = new EventFeed({
+    store: store.events,
+    log,
+    metrics,
+    trustDomain,
+    limiter: new ReporterRateLimiter({
+      ...(config.events?.perReporterPerSecond
+        ? { perSecond: config.events.perReporterPerSecond }
+        : {}),
+      ...(config.events?.perReporterBurst ? { burst: config.events.perReporterBurst } : {}),
+    }),
+  });
+
+  const servingIdentity = await issueServingIdentity(authority, loaded.bundlePem);
+  const credentials = new CaServerCredentials(servingIdentity);
+  // The serving certificate renews at half of the lifetime it actually got,
+  // which a mesh policy's maxCertTtl may have shortened.
+  let servingTimer: NodeJS.Timeout | undefined;
+  const scheduleServingRenewal = (notAfterMs: number) => {
+    const delayMs = Math.max(1000, Math.floor((notAfterMs - Date.now()) / 2));
+    servingTimer = setTimeout(() => {
       issueServingIdentity(authority, loaded.bundlePem).then(
-        (identity) => credentials.update(identity),
-        (err: unknown) =>
+        (identity) => {
+          credentials.update(identity);
+          scheduleServingRenewal(identity.notAfterMs);
+        },
+        (err: unknown) => {
           log.error(
             { err_code: 'SERVING_RENEWAL_FAILED', reason: errorMessage(err) },
             'serving certificate renewal failed',
-          ),
+          );
+          scheduleServingRenewal(Date.now() + 60_000);
+        },
       );
-    },
-    (SERVING_TTL_SECONDS * 1000) / 2,
-  );
-  servingTimer.unref();
+    }, delayMs);
+    servingTimer.unref();
+  };
+  scheduleServingRenewal(servingIdentity.notAfterMs);
 
   const rotateIntermediate = async (ttlSeconds: number) => {
     const rootIssuer = loadRootIssuer(config.dir, config.passphrase);
@@ -202,8 +239,11 @@ export async function startCa(
     'grpc.keepalive_permit_without_calls': 1,
     'grpc-node.max_session_memory': 64,
   });
-  server.addService(services.workload, workloadService(authority, ctx));
-  server.addService(services.admin, adminService({ authority, rotateIntermediate, status }, ctx));
+  server.addService(services.workload, workloadService(authority, feed, ctx));
+  server.addService(
+    services.admin,
+    adminService({ authority, events: feed, rotateIntermediate, status }, ctx),
+  );
   const port = await bind(server, formatHostPort(config.listen), credentials);
 
   let metricsServer: HttpServer | undefined;
@@ -247,7 +287,7 @@ export async function startCa(
     metricsAddress,
     trustDomain,
     stop: async () => {
-      clearInterval(servingTimer);
+      clearTimeout(servingTimer);
       clearInterval(sweepTimer);
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.forceShutdown(), 2000);
@@ -273,7 +313,7 @@ export async function startCa(
 async function issueServingIdentity(
   authority: CertificateAuthority,
   bundlePem: string,
-): Promise<ServingIdentity> {
+): Promise<ServingIdentity & { notAfterMs: number }> {
   const key = generateKeyPairSync('ecdsa-p256');
   const spiffeId = caId(authority.options.trustDomain);
   const signed = await authority.issueForAdmin({
@@ -285,6 +325,7 @@ async function issueServingIdentity(
     keyPem: key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     chainPem: signed.chainPem.join(''),
     trustBundlePem: bundlePem,
+    notAfterMs: signed.notAfter.getTime(),
   };
 }
 

@@ -11,6 +11,11 @@ export interface CaMetrics {
   rootExpirySeconds: Gauge;
   intermediateExpirySeconds: Gauge;
   joinTokensCreated: Counter;
+  meshPolicyVersion: Gauge;
+  eventsReceived: Counter;
+  eventsStored: Counter;
+  eventsRefused: Counter<'reason'>;
+  eventWatchStreams: Gauge;
 }
 
 /** Creates and registers the CA metrics on `registry`. */
@@ -65,6 +70,32 @@ export function createCaMetrics(registry: Registry): CaMetrics {
     joinTokensCreated: new Counter({
       name: 'palisade_ca_join_tokens_created_total',
       help: 'Join tokens created.',
+      registers,
+    }),
+    meshPolicyVersion: new Gauge({
+      name: 'palisade_ca_mesh_policy_version',
+      help: 'Version of the mesh policy in force; 0 while none was set.',
+      registers,
+    }),
+    eventsReceived: new Counter({
+      name: 'palisade_ca_events_received_total',
+      help: 'Security events agents reported, stored or not.',
+      registers,
+    }),
+    eventsStored: new Counter({
+      name: 'palisade_ca_events_stored_total',
+      help: 'Security events stored in the feed.',
+      registers,
+    }),
+    eventsRefused: new Counter({
+      name: 'palisade_ca_events_refused_total',
+      help: 'Security events refused, by reason (invalid, rate_limited, unauthenticated).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    eventWatchStreams: new Gauge({
+      name: 'palisade_ca_event_watch_streams',
+      help: 'Open WatchEvents streams.',
       registers,
     }),
   };

@@ -1,13 +1,23 @@
 import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type * as pb from '../../proto/index.js';
+import { adminId } from '../spiffe-id.js';
 import { AuthorityError, type CertificateAuthority } from '../authority.js';
+import type { EventFeed } from '../events/index.js';
+import { eventQueryRpcs } from './event-rpcs.js';
 import { unaryHandler, type HandlerContext } from './handlers.js';
 import { verifiedPeer } from './peer.js';
-import { signResponse } from './workload-service.js';
+import { meshPolicyRecord, signResponse } from './workload-service.js';
+
+/** Mesh policy versions PolicyHistory returns when the request sets no limit. */
+const DEFAULT_POLICY_HISTORY = 20;
+
+/** Most mesh policy versions one PolicyHistory call returns. */
+const MAX_POLICY_HISTORY = 1000;
 
 /** What the admin service needs beyond the authority: the CA's I/O-bound operations. */
 export interface AdminDeps {
   authority: CertificateAuthority;
+  events: EventFeed;
   /** Makes, persists and switches to a new intermediate; returns both serials. */
   rotateIntermediate(
     ttlSeconds: number,
@@ -29,6 +39,8 @@ export function adminService(deps: AdminDeps, ctx: HandlerContext): UntypedServi
     });
 
   return {
+    ...eventQueryRpcs(authority, deps.events, ctx),
+
     Issue: admin<pb.IssueRequest, pb.SignResponse>('Issue', async (req) =>
       signResponse(await authority.issueForAdmin(req)),
     ),
@@ -122,5 +134,29 @@ export function adminService(deps: AdminDeps, ctx: HandlerContext): UntypedServi
       const crl = authority.crl();
       return { crlPem: crl.pem, crlNumber: crl.crlNumber };
     }),
+
+    // checkAdmin admits the admin identity only, so it is who sets the policy.
+    SetPolicy: admin<pb.SetPolicyRequest, pb.MeshPolicyRecord>('SetPolicy', (req) => {
+      const setBy = adminId(authority.options.trustDomain);
+      return meshPolicyRecord(authority.setMeshPolicy(req.document, req.source, setBy).policy);
+    }),
+
+    GetPolicy: admin<pb.GetPolicyRequest, pb.MeshPolicyRecord>('GetPolicy', () =>
+      meshPolicyRecord(authority.meshPolicy()),
+    ),
+
+    PolicyHistory: admin<pb.PolicyHistoryRequest, pb.PolicyHistoryResponse>(
+      'PolicyHistory',
+      (req) => {
+        const limit = req.limit || DEFAULT_POLICY_HISTORY;
+        if (limit > MAX_POLICY_HISTORY) {
+          throw new AuthorityError(
+            'REQUEST_INVALID',
+            `limit: ${limit}: at most ${MAX_POLICY_HISTORY} versions per call`,
+          );
+        }
+        return { policies: authority.policyHistory(limit).map(meshPolicyRecord) };
+      },
+    ),
   };
 }

@@ -1,8 +1,16 @@
-import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import {
+  status,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+} from '@grpc/grpc-js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { CaMetrics } from '../metrics.js';
 import { grpcStatusFor } from './status-codes.js';
+
+/** Bytes a stream's reader may leave unread before the CA ends the stream. */
+export const MAX_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** What every handler wrapper needs to report refusals. */
 export interface HandlerContext {
@@ -27,20 +35,57 @@ export function unaryHandler<Req, Res>(
       .then(() => handle(call))
       .then(
         (value) => callback(null, value),
-        (err: unknown) => {
-          const code = errorCode(err);
-          ctx.metrics.rejections.inc({ rpc, code });
-          if (code === 'INTERNAL') {
-            ctx.log.error({ rpc, err_code: code, err: errorMessage(err) }, 'request failed');
-            callback({ code: grpcStatusFor(code), details: 'internal error' });
-            return;
-          }
-          ctx.log.warn(
-            { event, rpc, err_code: code, reason: errorMessage(err), peer: call.getPeer() },
-            'request rejected',
-          );
-          callback({ code: grpcStatusFor(code), details: `${code}: ${errorMessage(err)}` });
-        },
+        (err: unknown) => callback(refusal(ctx, rpc, event, err, call.getPeer())),
       );
   };
+}
+
+/**
+ * Ends a server stream with the status of `err`, counted and logged like a
+ * refused unary call (security event `event`).
+ */
+export function refuseStream(
+  ctx: HandlerContext,
+  rpc: string,
+  event: string,
+  call: ServerWritableStream<unknown, unknown>,
+  err: unknown,
+): void {
+  call.emit('error', refusal(ctx, rpc, event, err, call.getPeer()));
+}
+
+/**
+ * Writes one message to a server stream unless its reader has fallen more
+ * than MAX_STREAM_BUFFER_BYTES behind: then the stream ends with
+ * RESOURCE_EXHAUSTED (the reader reconnects) and false is returned, so a
+ * reader that stops reading never makes the CA buffer without bound.
+ */
+export function writeBounded<Res>(
+  ctx: HandlerContext,
+  call: ServerWritableStream<unknown, Res>,
+  message: Res,
+  what: string,
+): boolean {
+  if (!call.writable) return false;
+  if (call.writableLength > MAX_STREAM_BUFFER_BYTES) {
+    ctx.log.warn(
+      { peer: call.getPeer(), stream: what, buffered_bytes: call.writableLength },
+      'slow stream reader dropped',
+    );
+    call.emit('error', { code: status.RESOURCE_EXHAUSTED, details: `${what} reader too slow` });
+    return false;
+  }
+  call.write(message);
+  return true;
+}
+
+function refusal(ctx: HandlerContext, rpc: string, event: string, err: unknown, peer: string) {
+  const code = errorCode(err);
+  ctx.metrics.rejections.inc({ rpc, code });
+  if (code === 'INTERNAL') {
+    ctx.log.error({ rpc, err_code: code, err: errorMessage(err) }, 'request failed');
+    return { code: grpcStatusFor(code), details: 'internal error' };
+  }
+  ctx.log.warn({ event, rpc, err_code: code, reason: errorMessage(err), peer }, 'request rejected');
+  return { code: grpcStatusFor(code), details: `${code}: ${errorMessage(err)}` };
 }

@@ -1,9 +1,6 @@
-import {
-  status,
-  type ServerWritableStream,
-  type UntypedServiceImplementation,
-} from '@grpc/grpc-js';
+import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type {
+  MeshPolicyRecord,
   SignRequest,
   SignResponse,
   TrustUpdate,
@@ -16,21 +13,25 @@ import {
   type SignedChain,
   type TrustState,
 } from '../authority.js';
-import { unaryHandler, type HandlerContext } from './handlers.js';
+import type { EventFeed } from '../events/index.js';
+import type { MeshPolicyVersion } from '../store/index.js';
+import { reportEventsRpc } from './event-rpcs.js';
+import { unaryHandler, writeBounded, type HandlerContext } from './handlers.js';
 import { verifiedPeer } from './peer.js';
 
-/** Bytes a trust watcher may leave unread before its stream is ended. */
-const MAX_WATCH_BUFFER_BYTES = 4 * 1024 * 1024;
-
 /**
- * The Workload service: Sign for any caller with a proof of identity, and the
- * WatchTrust stream that pushes every new trust state to every agent at once.
+ * The Workload service: Sign for any caller with a proof of identity, the
+ * WatchTrust stream that pushes every new trust state (mesh policy included)
+ * to every agent at once, and ReportEvents into the mesh-wide event feed.
  */
 export function workloadService(
   authority: CertificateAuthority,
+  feed: EventFeed,
   ctx: HandlerContext,
 ): UntypedServiceImplementation {
   return {
+    ...reportEventsRpc(authority, feed, ctx),
+
     Sign: unaryHandler<SignRequest, SignResponse>(ctx, 'Sign', 'csr.rejected', async (call) => {
       const started = process.hrtime.bigint();
       const proof = proofOf(call.request, call);
@@ -54,21 +55,7 @@ export function workloadService(
 
     WatchTrust: (call: ServerWritableStream<WatchTrustRequest, TrustUpdate>) => {
       const send = (state: TrustState) => {
-        if (!call.writable) return;
-        // A watcher that stops reading must not make the CA buffer without
-        // bound: past the limit its stream ends and the agent reconnects.
-        if (call.writableLength > MAX_WATCH_BUFFER_BYTES) {
-          ctx.log.warn(
-            { peer: call.getPeer(), buffered_bytes: call.writableLength },
-            'slow trust watcher dropped',
-          );
-          call.emit('error', {
-            code: status.RESOURCE_EXHAUSTED,
-            details: 'trust watcher too slow',
-          });
-          return;
-        }
-        call.write(trustUpdate(state));
+        writeBounded(ctx, call, trustUpdate(state), 'trust watch');
       };
       const unsubscribe = authority.subscribe(send);
       ctx.metrics.watchStreams.inc();
@@ -110,6 +97,18 @@ export function trustUpdate(state: TrustState): TrustUpdate {
     revokedSerials: state.revokedSerials,
     revokedIds: state.revokedIds,
     publishedUnixMs: state.publishedAt.getTime(),
+    meshPolicy: meshPolicyRecord(state.meshPolicy),
+  };
+}
+
+/** Builds the wire form of a mesh policy version; shared with the admin policy calls. */
+export function meshPolicyRecord(policy: MeshPolicyVersion): MeshPolicyRecord {
+  return {
+    version: policy.version,
+    documentJson: policy.documentJson,
+    setUnixMs: policy.setAt.getTime(),
+    setBy: policy.setBy,
+    source: policy.source,
   };
 }
 

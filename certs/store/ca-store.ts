@@ -5,6 +5,8 @@ import Database from 'better-sqlite3';
 
 import { generateJoinToken, hashJoinToken, isJoinTokenShaped } from '../authn/index.js';
 import { auditHash, checkAuditEntry, GENESIS_HASH } from './audit-chain.js';
+import { EventStore } from './event-store.js';
+import { PolicyStore } from './policy-store.js';
 import { migrate } from './schema.js';
 import { StoreError, toStoreError } from './store-error.js';
 import {
@@ -25,6 +27,7 @@ import {
   dateMs,
   normalizeSerial,
 } from './store-input.js';
+import type { StoreContext } from './store-context.js';
 import type {
   AuditRecord,
   AuditVerdict,
@@ -35,6 +38,12 @@ import type {
   RevocationSet,
   SerialRevocation,
 } from './types.js';
+
+/** How a store is opened. */
+export interface CaStoreOptions {
+  /** Most security events kept (default DEFAULT_MAX_EVENTS); the oldest are pruned. */
+  maxEvents?: number;
+}
 
 /** How long a writer waits for another connection's lock before failing, in ms. */
 export const BUSY_TIMEOUT_MS = 5000;
@@ -63,17 +72,34 @@ const RESERVED_META_KEYS = new Set(['schema_version', TRUST_VERSION_KEY]);
  * process on the same file queues behind `busy_timeout` instead of racing.
  */
 export class CaStore {
+  /** The mesh policy versions, sharing this connection and audit chain. */
+  readonly policies: PolicyStore;
+  /** The bounded history of security events agents report. */
+  readonly events: EventStore;
   readonly #db: Database.Database;
   readonly #stmts: Statements;
   readonly #listStatements = new Map<string, Database.Statement>();
   readonly #syncFull: Database.Statement;
   readonly #syncNormal: Database.Statement;
 
-  private constructor(db: Database.Database) {
+  private constructor(db: Database.Database, options: CaStoreOptions) {
     this.#db = db;
     this.#stmts = prepareStatements(db);
     this.#syncFull = db.prepare('PRAGMA synchronous = FULL');
     this.#syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
+    const ctx: StoreContext = {
+      db,
+      write: (doing, durable, fn) => this.#write(doing, durable, fn),
+      snapshot: (doing, fn) => this.#snapshot(doing, fn),
+      read: (doing, fn) => this.#read(doing, fn),
+      audit: (event, data, at) => this.#audit(event, data, at),
+      readTrustVersion: () => this.#readTrustVersion(),
+      bumpTrustVersion: () => this.#bumpTrustVersion(),
+    };
+    this.policies = new PolicyStore(ctx);
+    this.events = new EventStore(ctx, {
+      ...(options.maxEvents !== undefined ? { maxEvents: options.maxEvents } : {}),
+    });
   }
 
   /**
@@ -82,7 +108,7 @@ export class CaStore {
    * Throws STORE_IO when the file cannot be opened and STORE_CORRUPT when it
    * is not a readable store.
    */
-  static open(path: string): CaStore {
+  static open(path: string, options: CaStoreOptions = {}): CaStore {
     if (typeof path !== 'string' || path === '') {
       throw new StoreError('STORE_INVALID', 'store path is empty');
     }
@@ -108,7 +134,7 @@ export class CaStore {
       for (const suffix of ['-wal', '-shm']) {
         if (fs.existsSync(path + suffix)) fs.chmodSync(path + suffix, FILE_MODE);
       }
-      return new CaStore(db);
+      return new CaStore(db, options);
     } catch (err) {
       db?.close();
       throw toStoreError(err, `opening store ${path}`);

@@ -1,7 +1,16 @@
 // The CA's persistent state: issued certificates, revocations, join tokens,
-// meta values and the hash-chained audit log, in one SQLite file. Synchronous
-// and process-local; it depends on nothing above certs/ and logs nothing itself.
-export { CaStore, BUSY_TIMEOUT_MS } from './ca-store.js';
+// meta values, the hash-chained audit log, mesh policy versions and the
+// security-event history, in one SQLite file. Synchronous and process-local;
+// it depends on nothing above certs/ and logs nothing itself.
+export { CaStore, BUSY_TIMEOUT_MS, type CaStoreOptions } from './ca-store.js';
+export {
+  DEFAULT_MAX_EVENTS,
+  EventStore,
+  type EventQuery,
+  type SecurityEventInput,
+  type StoredSecurityEvent,
+} from './event-store.js';
+export { PolicyStore, type MeshPolicySetResult, type MeshPolicyVersion } from './policy-store.js';
 export { DEFAULT_LIST_LIMIT } from './store-input.js';
 export { StoreError, type StoreErrorCode } from './store-error.js';
 export { canonicalJson, auditHash, GENESIS_HASH } from './audit-chain.js';

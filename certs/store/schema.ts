@@ -60,6 +60,35 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
   `,
+  // 2: mesh policy versions and the bounded security-event history.
+  `
+  CREATE TABLE mesh_policies (
+    version         INTEGER PRIMARY KEY,
+    document_json   TEXT NOT NULL CHECK (json_valid(document_json)),
+    document_sha256 TEXT NOT NULL,
+    source          TEXT NOT NULL,
+    set_by          TEXT NOT NULL,
+    set_at_ms       INTEGER NOT NULL
+  ) STRICT;
+
+  -- AUTOINCREMENT: ids only grow, even after pruning, so after_id cursors
+  -- held by watchers never see an old id come back.
+  CREATE TABLE security_events (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    reporter_id    TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    kind           TEXT NOT NULL,
+    at_ms          INTEGER NOT NULL,
+    peer_id        TEXT NOT NULL,
+    direction      TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    rule           TEXT NOT NULL,
+    detail_json    TEXT NOT NULL CHECK (json_valid(detail_json))
+  ) STRICT;
+  CREATE INDEX security_events_by_time ON security_events (at_ms);
+  CREATE INDEX security_events_by_reporter ON security_events (reporter_id, id);
+  CREATE INDEX security_events_by_peer ON security_events (peer_id, id);
+  `,
 ];
 
 /** The schema version this build writes and understands. */

@@ -4,13 +4,15 @@
 // commands work, print stable JSON, and fail with one clear line and a
 // non-zero status.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import t from 'tap';
 import { runCli } from '../../agent/cli/program.js';
+import { readAdminCredential } from '../../certs/ca-dir.js';
+import { CaClient } from '../../certs/client/index.js';
 import { TEST_PASSPHRASE, startTestCa } from '../helpers/ca-fixture.js';
 import { openssl } from '../helpers/openssl.js';
 
@@ -133,6 +135,153 @@ t.test('commands against a running CA', async (t) => {
       t.match(rotated.out, /^rotated intermediate [0-9a-f]+ -> [0-9a-f]+/);
     },
   );
+
+  await t.test('ca policy set, get and history, and a bad document changes nothing', async (t) => {
+    const file = join(work, 'mesh.yaml');
+    writeFileSync(
+      file,
+      'mode: strict\ndefault: same-namespace\n' +
+        'deny:\n  - { from: "*", to: "ns/payments/*", except: ["ns/payments/*"] }\n' +
+        'maxCertTtl: 12h\n',
+    );
+    const set = await remote(['ca', 'policy', 'set', '--file', file]);
+    t.equal(set.status, 0, set.err);
+    t.equal(set.out, `mesh policy version 1 set by spiffe://${TD}/palisade/admin from ${file}\n`);
+    t.match((await remote(['ca', 'policy', 'set', '--file', file])).out, /^unchanged: /);
+
+    const get = await remote(['ca', 'policy', 'get']);
+    t.equal(get.status, 0, get.err);
+    t.match(get.out, /^version: 1\nset by: spiffe:\/\/cli\.test\/palisade\/admin\nset at: 20\d\d-/);
+    t.match(get.out, /\ndocument:\n {2}mode: strict\n {2}default: same-namespace\n {2}deny:\n/);
+    t.match(get.out, /\n {2}maxCertTtl: 12h\n$/);
+    const json = JSON.parse((await remote(['ca', 'policy', 'get', '--json'])).out) as {
+      version: number;
+      document: { deny: { except: string[] }[] };
+    };
+    t.equal(json.version, 1);
+    t.same(json.document.deny[0]?.except, ['ns/payments/*']);
+
+    const bad = join(work, 'bad.yaml');
+    writeFileSync(bad, 'mode: lax\nmaxCertTtl: 5s\ndeny: [{ from: "ns/x*", to: "*" }]\n');
+    const refused = await remote(['ca', 'policy', 'set', '--file', bad]);
+    t.equal(refused.status, 2);
+    t.match(
+      refused.err,
+      /^palisade: POLICY_INVALID: mesh policy refused \(.*bad\.yaml\), 3 problem/,
+    );
+    t.match(
+      refused.err,
+      /\n {2}- mode: "lax".*\n {2}- deny\[0\]\.from: .*\n {2}- maxCertTtl: 5s is shorter/s,
+    );
+    const missing = await remote(['ca', 'policy', 'set', '--file', join(work, 'nope.yaml')]);
+    t.equal(missing.status, 1);
+    t.match(missing.err, /^palisade: POLICY_UNREADABLE: cannot read /);
+
+    const history = await remote(['ca', 'policy', 'history']);
+    t.equal(history.status, 0, history.err);
+    t.match(history.out, /^version\s+set at\s+set by\s+source\s+policy\n1 /);
+    t.match(
+      history.out,
+      /mode strict, default same-namespace, 1 deny rule\(s\), maxCertTtl 12h\n$/,
+    );
+    t.equal(history.out.split('\n').length, 3, 'one version: the refused one left no trace');
+    const historyJson = JSON.parse((await remote(['ca', 'policy', 'history', '--json'])).out);
+    t.match(historyJson, [{ version: 1, source: file, document: { mode: 'strict' } }]);
+    const badLimit = await remote(['ca', 'policy', 'history', '--limit', '0']);
+    t.equal(badLimit.status, 2);
+    t.match(badLimit.err, /USAGE: --limit must be a whole number from 1 to 1000/);
+  });
+
+  await t.test('ca events prints reported events and --follow shows new ones', async (t) => {
+    const out = join(work, 'reporter');
+    const id = `spiffe://${TD}/ns/shop/sa/reporter`;
+    t.equal((await remote(['ca', 'issue', '--id', id, '--out', out])).status, 0);
+    const agent = new CaClient({
+      address: env.ca.address,
+      trustBundlePem: readAdminCredential(dir).bundlePem,
+      trustDomain: TD,
+      credential: {
+        keyPem: readFileSync(join(out, 'key.pem'), 'utf8'),
+        certChainPem: readFileSync(join(out, 'cert.pem'), 'utf8'),
+      },
+    });
+    t.teardown(() => agent.close());
+    const denial = (reason: string) => ({
+      kind: 'peer.rejected',
+      atUnixMs: Date.now(),
+      peerId: `spiffe://${TD}/ns/payments/sa/api`,
+      direction: 'inbound',
+      reason,
+      rule: 'deny[0] {from: "*"}',
+      detailJson: '{"port":9000}',
+    });
+    await agent.reportEvents([denial('first')]);
+
+    const json = await remote(['ca', 'events', '--json', '--since', '1h']);
+    t.equal(json.status, 0, json.err);
+    const lines = json.out
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    t.match(lines, [
+      {
+        kind: 'peer.rejected',
+        reporterId: id,
+        peerId: `spiffe://${TD}/ns/payments/sa/api`,
+        reason: 'first',
+        detail: { port: 9000 },
+      },
+    ]);
+    const text = await remote(['ca', 'events', '--identity', 'ns/payments/*']);
+    const [time, ...fields] = text.out.split(' ');
+    t.match(time, /^20\d\d-\d\d-\d\dT[\d:.]+Z$/);
+    t.equal(
+      fields.join(' '),
+      `${id} peer.rejected inbound spiffe://${TD}/ns/payments/sa/api first ` +
+        `${JSON.stringify('deny[0] {from: "*"}')}\n`,
+      'time, reporter, kind, direction, peer, reason, rule (quoted: it holds spaces)',
+    );
+    t.equal((await remote(['ca', 'events', '--identity', 'ns/other/*'])).out, '');
+    const badPattern = await remote(['ca', 'events', '--identity', 'ns/x*']);
+    t.equal(badPattern.status, 2);
+    t.match(badPattern.err, /POLICY_INVALID/);
+
+    let followed = '';
+    let stop = () => {};
+    const printed: { test: RegExp; resolve: () => void }[] = [];
+    const seen = (test: RegExp) =>
+      new Promise<void>((resolve) => {
+        if (test.test(followed)) resolve();
+        else printed.push({ test, resolve });
+      });
+    const following = runCli(
+      ['ca', 'events', '--follow', '--json', '--dir', dir, '--ca-addr', env.ca.address],
+      {
+        env: baseEnv,
+        io: {
+          out: (s) => {
+            followed += s;
+            for (const p of printed) if (p.test.test(followed)) p.resolve();
+          },
+          err: (s) => void (followed += s),
+        },
+        version: 'test',
+        untilStopped: () => new Promise<void>((resolve) => (stop = resolve)),
+      },
+    );
+    await seen(/"reason":"first"/);
+    await agent.reportEvents([denial('second')]);
+    await seen(/"reason":"second"/);
+    stop();
+    t.equal(await following, 0, 'exits 0 once stopped');
+    t.same(
+      followed
+        .trimEnd()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { reason: string }).reason),
+      ['first', 'second'],
+    );
+  });
 
   await t.test('errors are one line on stderr with a non-zero status', async (t) => {
     const neither = await remote(['ca', 'revoke']);

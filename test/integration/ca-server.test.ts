@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { SignJWT, exportJWK, generateKeyPair as joseKeyPair } from 'jose';
 import t, { type Test } from 'tap';
+import { MAX_MESSAGE_BYTES } from '../../certs/ca.js';
 import { CaClientError, type CaClient } from '../../certs/client/index.js';
 import { CaStore } from '../../certs/store/index.js';
 import { createCsr, generateKeyPairSync, type KeyPair } from '../../certs/x509/index.js';
-import type { SignResponse, TrustUpdate } from '../../proto/index.js';
+import type { SignResponse, StoredEventMessage, TrustUpdate } from '../../proto/index.js';
 import { makeCaDir, startTestCa, type TestCa } from '../helpers/ca-fixture.js';
 import { openssl } from '../helpers/openssl.js';
 
@@ -218,7 +219,7 @@ t.test(
       'PROOF_MISSING',
       grpc.status.UNAUTHENTICATED,
     );
-    const huge = 'A'.repeat(70 * 1024);
+    const huge = 'A'.repeat(MAX_MESSAGE_BYTES + 1024);
     await expectFailure(
       t,
       client.sign({ csrPem: huge, joinToken: created.token }),
@@ -468,6 +469,231 @@ t.test('metrics expose signings, revocations and expiry times', async (t) => {
   t.equal((await fetch(`http://${env.ca.metricsAddress}/readyz`)).status, 200);
 });
 
+const MESH_YAML = `
+mode: strict
+default: same-namespace
+deny:
+  - { from: "*", to: "ns/payments/*", except: ["ns/payments/*"] }
+  - { from: "ns/shop/sa/quarantined", to: "*" }
+maxCertTtl: 24h
+`;
+
+/** Resolves with the first message `accept` takes, from callbacks a test wires up. */
+function firstOf<T>(): { push(value: T): void; when(accept: (v: T) => boolean): Promise<T> } {
+  const seen: T[] = [];
+  const waiting: { accept: (v: T) => boolean; resolve: (v: T) => void }[] = [];
+  return {
+    push(value) {
+      seen.push(value);
+      for (const w of [...waiting]) {
+        if (w.accept(value)) {
+          waiting.splice(waiting.indexOf(w), 1);
+          w.resolve(value);
+        }
+      }
+    },
+    when(accept) {
+      const found = seen.find(accept);
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve) => waiting.push({ accept, resolve }));
+    },
+  };
+}
+
+t.test('a mesh policy is set, audited, and a bad one changes nothing', async (t) => {
+  const before = await admin.getPolicy();
+  t.match(before, { version: 0, setBy: '', setUnixMs: 0 }, 'none set yet: version 0');
+  t.same(JSON.parse(before.documentJson), {
+    mode: 'permissive',
+    default: 'mesh',
+    deny: [],
+    maxCertTtl: null,
+  });
+
+  const set = await admin.setPolicy({ document: MESH_YAML, source: 'mesh.yaml' });
+  t.match(set, { version: 1, setBy: `spiffe://${TD}/palisade/admin`, source: 'mesh.yaml' });
+  t.equal(JSON.parse(set.documentJson).mode, 'strict');
+  const same = await admin.setPolicy({ document: MESH_YAML, source: 'again.yaml' });
+  t.match(same, { version: 1, source: 'mesh.yaml' }, 'the same document records nothing');
+
+  const trustBefore = env.ca.authority.trust.version;
+  const bad = await expectFailure(
+    t,
+    admin.setPolicy({
+      document: 'mode: lax\ndeny:\n  - { from: "ns/a*", to: "*" }\nmaxCertTtl: 10s\ncolour: red\n',
+      source: 'bad.yaml',
+    }),
+    'POLICY_INVALID',
+    grpc.status.INVALID_ARGUMENT,
+  );
+  t.match(bad.message, /\(bad\.yaml\), 4 problem\(s\)/);
+  for (const problem of [
+    /- colour: unknown key/,
+    /- mode: "lax"/,
+    /- deny\[0\]\.from: /,
+    /- maxCertTtl: 10s is shorter/,
+  ]) {
+    t.match(bad.message, problem);
+  }
+  t.equal((await admin.getPolicy()).version, 1, 'the policy in force stays');
+  const history = await admin.policyHistory({});
+  t.same(
+    history.policies.map((p) => [p.version, p.source]),
+    [[1, 'mesh.yaml']],
+    'history unchanged',
+  );
+  t.equal(env.ca.authority.trust.version, trustBefore, 'trust version unchanged');
+  t.ok(eventsNamed('policy.set').some((l) => l['version'] === 1 && l['source'] === 'mesh.yaml'));
+});
+
+t.test('WatchTrust carries the new mesh policy in the update after SetPolicy', async (t) => {
+  const updates = firstOf<TrustUpdate>();
+  const watcher = env.client();
+  const cancel = watcher.watchTrust(0, updates.push, () => {});
+  t.teardown(() => {
+    cancel();
+    watcher.close();
+  });
+  const first = await updates.when(() => true);
+  t.equal(first.meshPolicy?.version, 1, 'the first update carries the policy in force');
+
+  const set = await admin.setPolicy({
+    document: '{"mode": "strict", "default": "deny"}',
+    source: 'deny.json',
+  });
+  t.equal(set.version, 2);
+  const pushed = await updates.when((u) => u.meshPolicy?.version === 2);
+  t.same(pushed.meshPolicy, set, 'the pushed record is the stored one');
+  t.ok(pushed.version > first.version, 'a policy change is a new trust version');
+  t.same(JSON.parse(pushed.meshPolicy?.documentJson ?? ''), {
+    mode: 'strict',
+    default: 'deny',
+    deny: [],
+    maxCertTtl: null,
+  });
+});
+
+t.test('the mesh policy maxCertTtl clamps Sign and Issue lifetimes', async (t) => {
+  await admin.setPolicy({ document: 'maxCertTtl: 10m', source: 'short.yaml' });
+  t.teardown(() => admin.setPolicy({ document: '{}', source: 'open.yaml' }));
+  const key = generateKeyPairSync('ecdsa-p256');
+  const issued = await admin.issue({
+    spiffeId: WEB,
+    csrPem: createCsr({ key, spiffeId: WEB }),
+    ttlSeconds: 3600,
+  });
+  t.ok(issued.notAfterUnixMs - issued.notBeforeUnixMs <= 600_000 + 60_000, 'Issue: at most 10m');
+  const created = await admin.createJoinToken({ spiffeId: ORDERS, ttlSeconds: 600 });
+  const client = env.client();
+  t.teardown(() => client.close());
+  const signed = await client.sign({
+    csrPem: createCsr({ key, spiffeId: ORDERS }),
+    joinToken: created.token,
+    ttlSeconds: 7200,
+  });
+  const lifetimeMs = signed.notAfterUnixMs - Date.now();
+  t.ok(lifetimeMs <= 600_000 && lifetimeMs > 500_000, `Sign: about 10m (${lifetimeMs} ms)`);
+});
+
+t.test(
+  'ReportEvents takes the reporter from the client certificate, never without one',
+  async (t) => {
+    const event = {
+      kind: 'peer.rejected',
+      atUnixMs: Date.now(),
+      peerId: ORDERS,
+      direction: 'inbound',
+      reason: 'not-allowed',
+      rule: 'deny[0]',
+      detailJson: '{"port":8443}',
+    };
+    const anonymous = env.client();
+    t.teardown(() => anonymous.close());
+    await expectFailure(
+      t,
+      anonymous.reportEvents([event]),
+      'REPORTER_NO_CERT',
+      grpc.status.UNAUTHENTICATED,
+    );
+
+    const key = generateKeyPairSync('ecdsa-p256');
+    const signed = await admin.issue({
+      spiffeId: WEB,
+      csrPem: createCsr({ key, spiffeId: WEB }),
+      ttlSeconds: 600,
+    });
+    const agent = env.client(credentialOf(key, signed));
+    t.teardown(() => agent.close());
+    t.same(await agent.reportEvents([event]), { accepted: 1 });
+    await expectFailure(
+      t,
+      agent.reportEvents([event, { ...event, direction: 'sideways', detailJson: '[]' }]),
+      'EVENTS_INVALID',
+      grpc.status.INVALID_ARGUMENT,
+    );
+    const listed = await admin.listEvents({ identityPattern: 'ns/shop/sa/web' });
+    t.equal(listed.events.length, 1, 'the refused batch stored nothing');
+    t.match(listed.events[0], {
+      reporterId: WEB,
+      event: { ...event, detailJson: '{"port":8443}' },
+    });
+
+    await admin.revoke({ serial: signed.serial, reason: 'superseded' });
+    await expectFailure(
+      t,
+      agent.reportEvents([event]),
+      'CERT_REVOKED',
+      grpc.status.PERMISSION_DENIED,
+    );
+  },
+);
+
+t.test('WatchEvents streams the stored matches, then a newly reported event', async (t) => {
+  const key = generateKeyPairSync('ecdsa-p256');
+  const signed = await admin.issue({
+    spiffeId: ORDERS,
+    csrPem: createCsr({ key, spiffeId: ORDERS }),
+    ttlSeconds: 600,
+  });
+  const agent = env.client(credentialOf(key, signed));
+  const events = firstOf<StoredEventMessage>();
+  const cancel = admin.watchEvents({ identityPattern: 'ns/shop/*' }, events.push, () => {});
+  t.teardown(() => {
+    cancel();
+    agent.close();
+  });
+  const stored = await events.when((e) => e.reporterId === WEB);
+  t.equal(stored.event?.reason, 'not-allowed', 'the stored event of the test before');
+  const now = Date.now();
+  await agent.reportEvents([
+    {
+      kind: 'http.denied',
+      atUnixMs: now,
+      peerId: '',
+      direction: 'inbound',
+      reason: 'jwt-missing',
+      rule: '',
+      detailJson: '',
+    },
+  ]);
+  const live = await events.when((e) => e.reporterId === ORDERS);
+  t.match(live, {
+    reporterId: ORDERS,
+    event: { kind: 'http.denied', atUnixMs: now, detailJson: '{}' },
+  });
+  t.ok(live.id > stored.id);
+  const anonymous = env.client();
+  t.teardown(() => anonymous.close());
+  const refused = await new Promise<unknown>((resolve) =>
+    anonymous.watchEvents({}, () => {}, resolve),
+  );
+  t.match(refused, { code: 'ADMIN_NO_CERT', grpcCode: grpc.status.UNAUTHENTICATED });
+  const metrics = await (await fetch(`http://${env.ca.metricsAddress}/metrics`)).text();
+  t.match(metrics, /palisade_ca_events_stored_total \d+/);
+  t.match(metrics, /palisade_ca_events_refused_total\{reason="invalid"\} 2/);
+  t.match(metrics, /palisade_ca_mesh_policy_version [1-9]/);
+});
+
 t.test('state survives a restart: certificates, revocations and spent tokens', async (t) => {
   const created = await admin.createJoinToken({ spiffeId: ORDERS, ttlSeconds: 600 });
   const client = env.client();
@@ -478,6 +704,8 @@ t.test('state survives a restart: certificates, revocations and spent tokens', a
   await admin.revoke({ spiffeId: `spiffe://${TD}/ns/shop/sa/gone`, reason: 'decommissioned' });
   const before = await admin.list({ includeExpired: true });
   const versionBefore = env.ca.authority.trust.version;
+  const policyBefore = await admin.getPolicy();
+  const eventsBefore = await admin.listEvents({});
   admin.close();
   await env.ca.stop();
 
@@ -495,6 +723,8 @@ t.test('state survives a restart: certificates, revocations and spent tokens', a
     before.revokedIds.map((r) => r.spiffeId).sort(),
   );
   t.equal(env.ca.authority.trust.version, versionBefore, 'trust version kept');
+  t.same(await admin.getPolicy(), policyBefore, 'mesh policy kept');
+  t.same(await admin.listEvents({}), eventsBefore, 'event history kept');
   t.ok(after.certificates.some((c) => c.serial === signed.serial));
   const again = env.client();
   t.teardown(() => again.close());
@@ -564,6 +794,8 @@ t.test('every security event of the CA was logged, with no secret in any line', 
     'csr.rejected',
     'admin.rejected',
     'ca.started',
+    'policy.set',
+    'events.rejected',
   ]) {
     t.ok(eventsNamed(name).length > 0, `${name} logged`);
   }

@@ -4,7 +4,9 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import t from 'tap';
 
-import { CaStore, SCHEMA_VERSION } from '../../../certs/store/index.js';
+import { compilePattern } from '../../../certs/policy/index.js';
+import { MIGRATIONS } from '../../../certs/store/schema.js';
+import { CaStore, SCHEMA_VERSION, type SecurityEventInput } from '../../../certs/store/index.js';
 
 const ALICE = 'spiffe://cluster.local/ns/shop/sa/alice';
 const BOB = 'spiffe://cluster.local/ns/shop/sa/bob';
@@ -400,5 +402,180 @@ t.test('opening a store in a missing directory throws STORE_IO', (t) => {
     codeOf(() => CaStore.open(file)),
     'STORE_IO',
   );
+  t.end();
+});
+
+const OPEN_DOC = '{"mode":"permissive","default":"mesh","deny":[],"maxCertTtl":null}';
+const STRICT_DOC = '{"mode":"strict","default":"same-namespace","deny":[],"maxCertTtl":"1d"}';
+const ADMIN = 'spiffe://cluster.local/palisade/admin';
+
+t.test('mesh policy versions count up, each in one audited trust bump', (t) => {
+  const { store } = openStore(t);
+  t.equal(store.policies.current(), undefined, 'none before the first set');
+
+  const first = store.policies.set({
+    documentJson: STRICT_DOC,
+    source: 'a.yaml',
+    setBy: ADMIN,
+    now: T0,
+  });
+  t.match(first, { changed: true, trustVersion: 1, policy: { version: 1, source: 'a.yaml' } });
+  t.equal(store.trustVersion(), 1);
+  const second = store.policies.set({
+    documentJson: OPEN_DOC,
+    source: 'b.yaml',
+    setBy: ADMIN,
+    now: at(1000),
+  });
+  t.match(second, { changed: true, trustVersion: 2, policy: { version: 2, setBy: ADMIN } });
+  t.equal(second.policy.setAt.getTime(), T0.getTime() + 1000);
+
+  const audit = store.auditRecords().filter((r) => r.event === 'policy.set');
+  t.equal(audit.length, 2);
+  t.same(audit[0]?.data, {
+    version: 1,
+    document_sha256: first.policy.documentSha256,
+    set_by: ADMIN,
+    source: 'a.yaml',
+    trust_version: 1,
+  });
+  t.match(first.policy.documentSha256, /^[0-9a-f]{64}$/);
+  t.same(
+    store.policies.history().map((p) => p.version),
+    [2, 1],
+    'history is newest first',
+  );
+  t.same(
+    store.policies.history(1).map((p) => p.documentJson),
+    [OPEN_DOC],
+  );
+  t.ok(store.verifyAudit().ok, 'the audit chain verifies');
+  t.end();
+});
+
+t.test('setting the document already in force records nothing', (t) => {
+  const { store } = openStore(t);
+  store.policies.set({ documentJson: STRICT_DOC, source: 'a.yaml', setBy: ADMIN, now: T0 });
+  const auditBefore = store.auditRecords().length;
+  const again = store.policies.set({
+    documentJson: STRICT_DOC,
+    source: 'other.yaml',
+    setBy: ADMIN,
+  });
+  t.match(again, { changed: false, trustVersion: 1, policy: { version: 1, source: 'a.yaml' } });
+  t.equal(store.auditRecords().length, auditBefore, 'no audit record');
+  t.equal(store.trustVersion(), 1, 'no trust bump');
+  t.equal(store.policies.history().length, 1);
+  t.equal(
+    codeOf(() => store.policies.set({ documentJson: '{nope', source: '', setBy: ADMIN })),
+    'STORE_INVALID',
+  );
+  t.equal(
+    codeOf(() => store.policies.set({ documentJson: OPEN_DOC, source: '', setBy: '' })),
+    'STORE_INVALID',
+  );
+  t.end();
+});
+
+t.test('a version 1 store gains the policy and event tables and keeps its data', (t) => {
+  const file = path.join(t.testdir(), 'old.db');
+  const raw = new Database(file);
+  raw.exec('CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT');
+  raw.exec(MIGRATIONS[0] as string);
+  raw
+    .prepare("INSERT INTO meta (key, value) VALUES ('schema_version', '1'), ('trust_version', '7')")
+    .run();
+  raw.close();
+
+  const store = CaStore.open(file);
+  t.teardown(() => store.close());
+  t.equal(store.getMeta('schema_version'), '2');
+  t.equal(SCHEMA_VERSION, 2);
+  t.equal(store.trustVersion(), 7);
+  t.equal(store.policies.set({ documentJson: OPEN_DOC, source: '', setBy: ADMIN }).trustVersion, 8);
+  t.equal(store.events.count(), 0);
+  t.end();
+});
+
+function event(n: number, fields: Partial<SecurityEventInput> = {}): SecurityEventInput {
+  return {
+    kind: 'peer.rejected',
+    atMs: T0.getTime() + n * 1000,
+    peerId: BOB,
+    direction: 'inbound',
+    reason: `reason-${n}`,
+    rule: '',
+    detailJson: `{"n":${n}}`,
+    ...fields,
+  };
+}
+
+t.test('events are stored with ids and listed newest-N, oldest first', (t) => {
+  const { store } = openStore(t);
+  const { stored } = store.events.append(ALICE, [event(1), event(2), event(3)], at(5000));
+  t.same(
+    stored.map((e) => e.id),
+    [1, 2, 3],
+  );
+  t.equal(stored[0]?.reporterId, ALICE);
+  t.equal(stored[0]?.receivedAt.getTime(), T0.getTime() + 5000);
+  store.events.append(BOB, [event(4, { peerId: '' })], at(6000));
+
+  t.same(
+    store.events.list({ limit: 2 }).map((e) => e.reason),
+    ['reason-3', 'reason-4'],
+  );
+  t.same(
+    store.events.list({ limit: 100, afterId: 2 }).map((e) => e.id),
+    [3, 4],
+  );
+  t.same(
+    store.events.list({ limit: 100, sinceMs: T0.getTime() + 2000 }).map((e) => e.id),
+    [2, 3, 4],
+  );
+  const listed = store.events.list({ limit: 1, afterId: 0 })[0];
+  t.same(listed, { ...event(4, { peerId: '' }), id: 4, reporterId: BOB, receivedAt: at(6000) });
+  t.equal(
+    codeOf(() => store.events.append('not-an-id', [event(5)], T0)),
+    'STORE_INVALID',
+  );
+  t.equal(store.events.count(), 4, 'a refused batch stores nothing');
+  t.end();
+});
+
+t.test('an identity pattern matches the reporter or the peer, inner wildcards too', (t) => {
+  const { store } = openStore(t);
+  const CAROL = 'spiffe://cluster.local/ns/pay/sa/carol';
+  store.events.append(ALICE, [event(1, { peerId: CAROL })], T0);
+  store.events.append(CAROL, [event(2, { peerId: '' })], T0);
+  store.events.append(BOB, [event(3, { peerId: ALICE })], T0);
+  store.events.append(BOB, [event(4, { peerId: '' })], T0);
+  const ids = (pattern: string) =>
+    store.events
+      .list({ limit: 100, identity: compilePattern(pattern, 'cluster.local') })
+      .map((e) => e.id);
+  t.same(ids('ns/pay/*'), [1, 2], 'peer or reporter in ns/pay');
+  t.same(ids('ns/shop/sa/alice'), [1, 3], 'exact identity');
+  t.same(ids('ns/*/sa/carol'), [1, 2], 'inner wildcard');
+  t.same(ids('ns/shop/*'), [1, 3, 4], 'reporters and peers in ns/shop');
+  t.same(ids('spiffe://other.test/*'), []);
+  t.end();
+});
+
+t.test('the event history stays within its bound, pruning the oldest', (t) => {
+  const file = path.join(t.testdir(), 'ca.db');
+  const store = CaStore.open(file, { maxEvents: 50 });
+  t.teardown(() => store.close());
+  let next = 1;
+  for (let batch = 0; batch < 20; batch++) {
+    const events = Array.from({ length: 7 }, () => event(next++));
+    store.events.append(ALICE, events, T0);
+    t.ok(store.events.count() <= 50, `at most 50 rows after batch ${batch}`);
+  }
+  const kept = store.events.list({ limit: 1000 });
+  t.equal(kept.at(-1)?.id, 140, 'ids keep growing');
+  t.equal(kept.length, store.events.count());
+  t.ok(kept.length >= 49, 'prunes in batches, not down to nothing');
+  t.equal(kept[0]?.id, 140 - kept.length + 1, 'the newest are the ones kept');
   t.end();
 });
