@@ -14,8 +14,11 @@ import { startCaProcess, type CaProcess } from './ca-process.js';
 import { pickFreePort } from './free-port.js';
 import { writeHttpAuthzPolicy } from './http-authz-policy.js';
 
-const TRUST_DOMAIN = 'bench.local';
-const BENCH_NAMESPACE = 'bench';
+/** Trust domain of the bench's throwaway CA. */
+export const TRUST_DOMAIN = 'bench.local';
+
+/** Namespace of every bench identity. */
+export const BENCH_NAMESPACE = 'bench';
 
 /** Identity of agent A, which carries the app client's connections out. */
 export const CLIENT_ID = workloadId(TRUST_DOMAIN, BENCH_NAMESPACE, 'app-client');
@@ -27,11 +30,13 @@ export const SERVER_ID = workloadId(TRUST_DOMAIN, BENCH_NAMESPACE, 'app-server')
 export const HTTP_SERVER_ID = workloadId(TRUST_DOMAIN, BENCH_NAMESPACE, 'app-server-http');
 
 /** Passphrase of the bench's throwaway CA, handed over as PALISADE_CA_PASSPHRASE. */
-const CA_PASSPHRASE = 'bench-passphrase-not-secret';
+export const CA_PASSPHRASE = 'bench-passphrase-not-secret';
 
 /** The processes of one run. */
 export interface BenchMesh {
   ca: CaProcess;
+  /** The `palisade ca init` directory (keys, bundle, admin credential). */
+  caDir: string;
   app: AppServerProcess;
   agents: PerAgent<AgentProcess>;
   /** Where the app client connects through the mesh: agent A's upstream port. */
@@ -128,11 +133,12 @@ export async function startBenchMesh(options: BenchMeshOptions): Promise<BenchMe
   stops.push(() => a.stop());
   const meshAddress = a.upstreamAddresses[0];
   if (!meshAddress) throw new Error('agent A reported no upstream address');
-  if (!httpAgent) return { ca, app, agents: { a, b }, meshAddress };
+  if (!httpAgent) return { ca, caDir, app, agents: { a, b }, meshAddress };
   const httpMeshAddress = a.upstreamAddresses[1];
   if (!httpMeshAddress) throw new Error("agent A reported no upstream address for agent B'");
   return {
     ca,
+    caDir,
     app,
     agents: { a, b },
     meshAddress,

@@ -29,10 +29,12 @@ done = function(summary, latency, requests)
   io.write(string.format(
     "\\n${RESULT_PREFIX}{\\"requests\\":%d,\\"durationUs\\":%d,\\"bytes\\":%d,` +
   `\\"connect\\":%d,\\"read\\":%d,\\"write\\":%d,\\"status\\":%d,\\"timeout\\":%d,` +
-  `\\"p50Us\\":%d,\\"p99Us\\":%d,\\"maxUs\\":%d,\\"stat\\":\\"%s\\"}\\n",
+  `\\"p50Us\\":%d,\\"p90Us\\":%d,\\"p99Us\\":%d,\\"p999Us\\":%d,\\"maxUs\\":%d,` +
+  `\\"stat\\":\\"%s\\"}\\n",
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max, stat))
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, stat))
 end
 `;
 
@@ -59,7 +61,9 @@ export interface WrkResult {
   /** Socket errors by kind, and non-2xx/3xx answers (`status`). */
   errors: { connect: number; read: number; write: number; status: number; timeout: number };
   p50Ms: number;
+  p90Ms: number;
   p99Ms: number;
+  p999Ms: number;
   maxMs: number;
   /** CPU time wrk itself used (all threads), in seconds. */
   wrkCpuSeconds: number;
@@ -105,7 +109,7 @@ export async function runWrk(options: WrkOptions): Promise<WrkResult> {
     if (code !== 0 || !resultLine) {
       throw new Error(`wrk exited with ${code} without a result:\n${wrk.outputTail()}`);
     }
-    return parseResult(resultLine);
+    return parseWrkResult(resultLine);
   } finally {
     clearTimeout(overrun);
   }
@@ -121,7 +125,8 @@ function doneScriptPath(): string {
   return scriptPath;
 }
 
-function parseResult(line: string): WrkResult {
+/** Parses the JSON the Lua `done` hook prints after the result prefix. */
+export function parseWrkResult(line: string): WrkResult {
   const raw = JSON.parse(line) as {
     requests: number;
     durationUs: number;
@@ -131,7 +136,9 @@ function parseResult(line: string): WrkResult {
     status: number;
     timeout: number;
     p50Us: number;
+    p90Us: number;
     p99Us: number;
+    p999Us: number;
     maxUs: number;
     stat: string;
   };
@@ -148,7 +155,9 @@ function parseResult(line: string): WrkResult {
       timeout: raw.timeout,
     },
     p50Ms: round(raw.p50Us / 1000),
+    p90Ms: round(raw.p90Us / 1000),
     p99Ms: round(raw.p99Us / 1000),
+    p999Ms: round(raw.p999Us / 1000),
     maxMs: round(raw.maxUs / 1000),
     wrkCpuSeconds: cpuSecondsOfStat(raw.stat),
   };
