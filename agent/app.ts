@@ -5,20 +5,22 @@
 // close what is left and stop the identity.
 import type { Registry } from 'prom-client';
 import type { Logger } from '../certs/log.js';
-import { AdminServer } from './admin/index.js';
+import { AdminServer, identityView, policyView, whyAnswer } from './admin/index.js';
 import type { AgentConfig } from './config/agent-config.js';
 import { ConfigError } from './config/config-error.js';
-import { HttpStage, judgeRequest } from './http/index.js';
+import { createEventFeed, type EventQueue } from './events/index.js';
+import { HttpStage } from './http/index.js';
 import { IdentityManager, type TrustSnapshot, type WorkloadCredential } from './identity/index.js';
 import { InboundProxy } from './inbound/index.js';
 import { CidrSet, loadOriginalDstReader, parseCidr } from './intercept/index.js';
 import { createAgentMetrics } from './metrics.js';
 import { ExplicitUpstreams, PeerDialer, TransparentOutbound } from './outbound/index.js';
 import {
-  buildWorkloadPolicy,
-  decide,
   judgesPort,
-  PolicyWatcher,
+  openWorkloadSource,
+  PolicyState,
+  type Decision,
+  type EffectivePolicy,
   type HttpSection,
   type WorkloadPolicy,
 } from './policy/index.js';
@@ -26,6 +28,9 @@ import { LiveConnections, TlsContextHolder, verifyChain } from './tls/index.js';
 
 /** How often the drain checks whether connections are gone, in milliseconds. */
 const DRAIN_POLL_MS = 50;
+
+/** How long a stopping agent tries to hand its last security events to the CA. */
+const EVENT_FLUSH_ON_STOP_MS = 1000;
 
 /** A running agent. */
 export interface RunningAgent {
@@ -42,6 +47,10 @@ export interface RunningAgent {
   live: LiveConnections;
   /** Current workload policy. */
   policy(): WorkloadPolicy;
+  /** The policy in force: the workload's composed with the mesh policy. */
+  effectivePolicy(): EffectivePolicy;
+  /** Decides an inbound peer as the inbound proxy would, without counting it. */
+  explain(peerId: string): Decision;
   /** Resolves when a shutdown was asked for over the admin port. */
   shutdownRequested: Promise<void>;
   /** Stops accepting, drains for up to `graceMs` (default from config), closes the rest. */
@@ -55,75 +64,43 @@ export interface RunningAgent {
  */
 export async function startAgent(
   config: AgentConfig,
-  deps: { log: Logger; registry: Registry },
+  deps: {
+    log: Logger;
+    registry: Registry;
+    /** The queue `log` feeds (createLogger's `onEvent`); without it no event is forwarded. */
+    events?: EventQueue;
+  },
 ): Promise<RunningAgent> {
-  const { log, registry } = deps;
+  const { log, registry, events } = deps;
   const originalDst = config.transparent ? loadOriginalDstReader() : undefined;
-  const metrics = createAgentMetrics(registry);
+  const metrics = createAgentMetrics(
+    registry,
+    events ? { eventCounts: () => events.counts() } : {},
+  );
   const trustDomain = config.identity.trustDomain;
   const live = new LiveConnections({ log: log.child({ component: 'connections' }), metrics });
   const tlsHolder = new TlsContextHolder();
 
-  let policy: WorkloadPolicy;
-  let watcher: PolicyWatcher | undefined;
+  let policy: PolicyState | undefined;
   const httpStage = new HttpStage({ log: log.child({ component: 'http' }), metrics });
-  const flagsHttp = config.policy.http;
-  const applyPolicy = (next: WorkloadPolicy, fileHttp: HttpSection | undefined) => {
-    if (flagsHttp !== undefined && fileHttp !== undefined) {
-      log.error(
-        { event: 'policy.http_ignored', path: config.policy.file, err_code: 'CONFIG_INVALID' },
-        'the policy file gained an http section while --jwt-*/--http-* flags set one: the flags stay in force',
-      );
-    }
-    const http = flagsHttp ?? fileHttp;
-    const httpModeChanged = httpModeOf(httpStage.current) !== httpModeOf(http);
-    httpStage.configure(http);
-    policy = next;
-    const closed = live.closeWhere((conn) => {
-      if (conn.direction !== 'inbound') return undefined;
-      if (!decide(next, conn.peerId, trustDomain).allowed) return 'policy-denied';
+  const source = openWorkloadSource(
+    config.policy,
+    trustDomain,
+    log.child({ component: 'policy' }),
+    (next, http) => {
+      const httpModeChanged = httpModeOf(httpStage.current) !== httpModeOf(http);
+      httpStage.configure(http);
       // A connection spliced raw would escape new request rules, and one in
       // the HTTP stage would have none left: both reconnect in the new mode.
-      return httpModeChanged ? 'http-mode-changed' : undefined;
-    });
-    log.info(
-      { event: 'policy.applied', source: next.source, version: next.version, closed },
-      'policy applied',
-    );
-  };
-  if (config.policy.file) {
-    watcher = new PolicyWatcher({
-      path: config.policy.file,
-      trustDomain,
-      log: log.child({ component: 'policy' }),
-      onChange: (next, _previous, document) => applyPolicy(next, document.http),
-    });
-    policy = watcher.start();
-    const fileHttp = watcher.document?.http;
-    if (flagsHttp !== undefined && fileHttp !== undefined) {
-      watcher.stop();
-      throw new ConfigError([
-        {
-          setting: '--policy-file',
-          value: config.policy.file,
-          problem:
-            'has its own http section: give the http settings in the file or by --jwt-*/--http-* flags (PALISADE_JWT_*, PALISADE_HTTP_*), not both',
-        },
-      ]);
-    }
-    httpStage.configure(flagsHttp ?? fileHttp);
-  } else {
-    policy = buildWorkloadPolicy(
-      {
-        ...(config.policy.allow ? { allow: [...config.policy.allow] } : {}),
-        mode: config.policy.mode,
-        dryRun: config.policy.dryRun,
-        source: 'flags',
-      },
-      trustDomain,
-    );
-    httpStage.configure(flagsHttp);
+      policy?.setWorkload(next, () => (httpModeChanged ? 'http-mode-changed' : undefined));
+    },
+  );
+  if ('conflict' in source) {
+    throw new ConfigError([
+      { setting: '--policy-file', value: config.policy.file ?? '', problem: source.conflict },
+    ]);
   }
+  httpStage.configure(source.http);
 
   const identity = new IdentityManager({
     caAddr: config.ca.addr,
@@ -141,6 +118,21 @@ export async function startAgent(
     },
   });
 
+  const policyState = new PolicyState(source.policy, {
+    trustDomain,
+    selfId: identity.spiffeId,
+    log: log.child({ component: 'policy' }),
+    closeInbound: (reasonFor) =>
+      live.closeWhere((conn) =>
+        conn.direction === 'inbound' ? reasonFor(conn.peerId) : undefined,
+      ),
+    metrics: {
+      meshVersion: (version) => metrics.meshPolicyVersion.set(version),
+      denial: (layer, dryRun) => metrics.policyLayerDenials.inc({ layer, dry_run: String(dryRun) }),
+    },
+  });
+  policy = policyState;
+
   const trustFacts = () => identity.trust;
   const dialer = new PeerDialer({ tls: tlsHolder, trust: trustFacts, trustDomain });
   const refreshTls = (
@@ -156,6 +148,7 @@ export async function startAgent(
   };
   identity.onCredential((credential) => refreshTls(credential, identity.trust));
   identity.onTrust((trust, previous) => {
+    policyState.applyMesh(trust.meshPolicy, trust.meshRejection);
     const bundleChanged = previous?.trustStore !== trust.trustStore;
     // New TLS material means a new client context, which the dialer's cached
     // sessions are tied to: sessions made before it are not resumed.
@@ -178,7 +171,7 @@ export async function startAgent(
       listen: config.inbound.listen,
       appAddr: config.inbound.appAddr,
       agentPorts: agentPorts(config),
-      mode: () => policy.mode,
+      mode: () => policyState.current.mode,
       handshakeTimeoutMs: config.inbound.handshakeTimeoutMs,
       maxConnections: config.inbound.maxConnections,
       trustDomain,
@@ -186,7 +179,7 @@ export async function startAgent(
     {
       tls: tlsHolder,
       trust: trustFacts,
-      admit: (peerId) => decide(policy, peerId, trustDomain),
+      admit: (peerId) => policyState.admit(peerId),
       live,
       log: log.child({ component: 'inbound' }),
       metrics,
@@ -227,59 +220,20 @@ export async function startAgent(
   const admin = new AdminServer({
     registry,
     isReady: () => listening && identity.isReady(),
-    identity: () => {
-      const c = identity.credential;
-      if (!c) return undefined;
-      return {
-        spiffeId: c.spiffeId,
-        serial: c.serialHex,
-        notBefore: c.notBefore.toISOString(),
-        notAfter: c.notAfter.toISOString(),
-        trustDomain,
-        trustVersion: identity.trust?.version ?? 0,
-      };
-    },
-    policy: () => ({
-      source: policy.source,
-      version: policy.version,
-      mode: policy.mode,
-      dryRun: policy.dryRun,
-      allow: policy.allow ? policy.allow.map((p) => p.text) : null,
-    }),
-    why: async (query) => {
-      const connection = decide(policy, query.peer, trustDomain);
-      const section = httpStage.current;
-      const answer: Record<string, unknown> = {
-        peer: query.peer,
-        policyVersion: policy.version,
-        ...connection,
-      };
-      if (query.path === undefined) return answer;
-      if (section === undefined) {
-        answer['http'] = { explanation: 'the policy has no http section: requests are not judged' };
-        return answer;
-      }
-      const verdict = await judgeRequest(section, httpStage.verifier, {
-        method: (query.method ?? 'GET').toUpperCase(),
-        target: query.path,
-        peerId: query.peer,
-        authorization: query.token === undefined ? undefined : `Bearer ${query.token}`,
-      });
-      answer['http'] = {
-        allowed: connection.allowed && verdict.allowed,
-        status: verdict.allowed ? null : verdict.status,
-        reason: verdict.reason,
-        rule: verdict.rule?.name ?? null,
-        missingScope: verdict.allowed ? null : (verdict.missingScope ?? null),
-        sub: verdict.claims?.sub ?? null,
-        clientId: verdict.claims?.clientId ?? null,
-        explanation: verdict.explanation,
-      };
-      return answer;
-    },
+    identity: () => identityView(identity.credential, trustDomain, identity.trust?.version ?? 0),
+    policy: () => policyView(policyState.current),
+    why: (query) =>
+      whyAnswer(query, policyState.explain(query.peer), policyState.current.workload.version, {
+        section: httpStage.current,
+        verifier: httpStage.verifier,
+      }),
     shutdown: () => requestShutdown(),
   });
   const adminAddress = await admin.start(config.admin.listen);
+
+  const feed = events
+    ? createEventFeed(events, identity, log.child({ component: 'events' }))
+    : undefined;
 
   identity.start();
   const ready = identity.ready().then(async () => {
@@ -288,6 +242,7 @@ export async function startAgent(
     upstreamAddresses = await upstreams.start();
     outboundAddress = await transparent?.start();
     listening = true;
+    feed?.start();
     log.info(
       {
         event: 'agent.ready',
@@ -296,7 +251,8 @@ export async function startAgent(
         upstreams: upstreamAddresses,
         ...(outboundAddress ? { outbound_address: outboundAddress } : {}),
         admin_address: adminAddress,
-        mode: policy.mode,
+        mode: policyState.current.mode,
+        mesh_policy_version: policyState.current.mesh.version,
       },
       'agent ready',
     );
@@ -312,11 +268,13 @@ export async function startAgent(
     upstreamAddresses: () => upstreamAddresses,
     identity,
     live,
-    policy: () => policy,
+    policy: () => policyState.current.workload,
+    effectivePolicy: () => policyState.current,
+    explain: (peerId) => policyState.explain(peerId),
     shutdownRequested,
     stop: async (graceMs = config.drainTimeoutMs) => {
       listening = false;
-      watcher?.stop();
+      source.stop();
       if (inboundAddress) await inbound.stopAccepting();
       await upstreams.stopAccepting();
       if (outboundAddress) await transparent?.stopAccepting();
@@ -331,6 +289,7 @@ export async function startAgent(
       upstreams.destroyAll();
       transparent?.destroyAll();
       httpStage.close();
+      await feed?.stop(graceMs > 0 ? EVENT_FLUSH_ON_STOP_MS : 0);
       await identity.stop();
       await admin.stop();
       log.info({ event: 'agent.stopped', dropped_connections: dropped }, 'agent stopped');

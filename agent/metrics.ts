@@ -17,11 +17,30 @@ export interface AgentMetrics {
   revokedDisconnects: Counter<'reason'>;
   httpRequests: Counter<'result'>;
   httpDenials: Counter<'reason'>;
+  meshPolicyVersion: Gauge;
+  policyLayerDenials: Counter<'layer' | 'dry_run'>;
 }
 
-/** Creates and registers the agent metrics on `registry`. */
-export function createAgentMetrics(registry: Registry): AgentMetrics {
+/** The event feed's counts as the metrics read them at each scrape. */
+export interface EventFeedCounts {
+  readonly queued: number;
+  readonly sent: number;
+  readonly dropped: number;
+  readonly length: number;
+}
+
+/**
+ * Creates and registers the agent metrics on `registry`; with `eventCounts`,
+ * also the security-event feed's queued, sent and dropped totals and queue
+ * length, read from it at each scrape.
+ */
+export function createAgentMetrics(
+  registry: Registry,
+  options: { eventCounts?: () => EventFeedCounts } = {},
+): AgentMetrics {
   const registers = [registry];
+  const eventCounts = options.eventCounts;
+  if (eventCounts !== undefined) registerEventMetrics(registry, eventCounts);
   return {
     connections: new Counter({
       name: 'palisade_agent_connections_total',
@@ -94,5 +113,50 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
       labelNames: ['reason'],
       registers,
     }),
+    meshPolicyVersion: new Gauge({
+      name: 'palisade_agent_mesh_policy_version',
+      help: 'Version of the mesh policy in force; 0 while the CA has none.',
+      registers,
+    }),
+    policyLayerDenials: new Counter({
+      name: 'palisade_agent_policy_layer_denials_total',
+      help: 'Inbound peers refused (or, in dry run, that would be) by the deciding layer: mesh, workload, default.',
+      labelNames: ['layer', 'dry_run'],
+      registers,
+    }),
   };
+}
+
+function registerEventMetrics(registry: Registry, counts: () => EventFeedCounts): void {
+  const registers = [registry];
+  const total = (name: string, help: string, pick: (c: EventFeedCounts) => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        // The feed keeps its own totals; the counter mirrors them at each scrape.
+        this.reset();
+        this.inc(pick(counts()));
+      },
+    });
+  total(
+    'palisade_agent_events_queued_total',
+    'Security events taken into the queue for the CA.',
+    (c) => c.queued,
+  );
+  total('palisade_agent_events_sent_total', 'Security events the CA accepted.', (c) => c.sent);
+  total(
+    'palisade_agent_events_dropped_total',
+    'Security events dropped because the queue for the CA was full.',
+    (c) => c.dropped,
+  );
+  new Gauge({
+    name: 'palisade_agent_events_queue_length',
+    help: 'Security events waiting to be sent to the CA.',
+    registers,
+    collect() {
+      this.set(counts().length);
+    },
+  });
 }

@@ -4,6 +4,7 @@ import { createLogger } from '../../certs/log.js';
 import { KEY_TYPES } from '../../certs/x509/index.js';
 import { PalisadeError } from '../../certs/errors.js';
 import { startAgent } from '../app.js';
+import { EventQueue } from '../events/index.js';
 import { runDemo } from '../demo/run-demo.js';
 import { loadAgentConfig, type AgentFlags } from '../config/agent-config.js';
 import type { CliDeps } from './program.js';
@@ -124,15 +125,30 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
       '--drain-timeout <duration>',
       'grace period for live connections on SIGTERM (default 15s)',
     )
+    .option(
+      '--events-queue-size <n>',
+      'security events held for the CA while it is slow or down, newer ones dropped and counted; 0 sends none (PALISADE_EVENTS_QUEUE_SIZE, default 1000)',
+    )
     .option('--log-level <level>', 'log level (PALISADE_LOG_LEVEL)')
     .addHelpText(
       'after',
-      '\nInterception needs `palisade init-iptables` in the pod and the SO_ORIGINAL_DST addon (built by npm install); the agent must run as the --proxy-uid given there (default 1337). The default outbound port listens on IPv4 loopback only: give --outbound-listen [::]:15101 for IPv6. Limits: plaintext peers in permissive mode are not identified, so the allow list does not apply to them.',
+      "\nPolicy precedence (fixed): the mesh policy the CA pushes comes first. A mesh deny rule refuses its callers whatever the allow list says; then the allow list (--allow, --policy-file), when given, decides; without one the mesh default decides (deny: nobody, same-namespace: peers of this workload's namespace, mesh: the whole trust domain, also the behaviour before any mesh policy is set). A strict mesh forces --mode strict (a permissive request is ignored with a policy.mode_overridden warning), and --dry-run-policy never relaxes a mesh denial.\nSecurity events (denials, refused peers, failed handshakes, rotations, policy changes) are logged and forwarded to the CA in batches of up to 100 every 250 ms; only events logged at --log-level or above are forwarded.\nInterception needs `palisade init-iptables` in the pod and the SO_ORIGINAL_DST addon (built by npm install); the agent must run as the --proxy-uid given there (default 1337). The default outbound port listens on IPv4 loopback only: give --outbound-listen [::]:15101 for IPv6. Limits: plaintext peers in permissive mode are not identified, so the allow list does not apply to them.",
     )
     .action(async (flags: AgentFlags) => {
       const config = loadAgentConfig(flags, deps.env);
-      const log = createLogger({ component: 'agent', level: config.logLevel });
-      const agent = await startAgent(config, { log, registry: new Registry() });
+      const events =
+        config.events.queueSize > 0 ? new EventQueue(config.events.queueSize) : undefined;
+      // Every security event is logged and queued for the CA by the same call.
+      const log = createLogger({
+        component: 'agent',
+        level: config.logLevel,
+        ...(events ? { onEvent: events.record } : {}),
+      });
+      const agent = await startAgent(config, {
+        log,
+        registry: new Registry(),
+        ...(events ? { events } : {}),
+      });
       const stopped = Promise.race([deps.untilStopped(), agent.shutdownRequested]);
       try {
         await Promise.race([agent.ready, stopped]);

@@ -13,6 +13,7 @@ import {
   createWebhookServer,
   injectManifests,
   type MeshFlags,
+  type MeshPolicyText,
 } from '../k8s/index.js';
 import type { CliDeps } from './program.js';
 
@@ -32,7 +33,7 @@ export function registerK8sCommands(
   deps: CliDeps,
   readStdin: StdinReader = () => readFileSync(0, 'utf8'),
 ): void {
-  withMeshFlags(program.command('inject'))
+  withMeshPolicyFlag(withMeshFlags(program.command('inject')))
     .description(
       'add the init step and the agent to the Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs of YAML manifests; other documents pass unchanged',
     )
@@ -42,7 +43,7 @@ export function registerK8sCommands(
       '\nExample: palisade inject -f app.yaml | kubectl apply -f -\nPods annotated palisade.dev/inject=disabled, hostNetwork pods and injected pods are left as they are.',
     )
     .action((flags: MeshFlags & { filename: string }) => {
-      const settings = buildMeshSettings(flags, deps.version);
+      const settings = buildMeshSettings(flags, deps.version, readMeshPolicy(flags));
       const text = flags.filename === '-' ? readStdin() : readInput(flags.filename);
       const result = injectManifests(text, settings);
       deps.io.out(result.yaml);
@@ -51,7 +52,7 @@ export function registerK8sCommands(
 
   registerInstallCommand(program, deps);
 
-  withMeshFlags(program.command('webhook'))
+  withMeshPolicyFlag(withMeshFlags(program.command('webhook')))
     .description(
       'serve the mutating admission webhook over HTTPS: POST /mutate, GET /healthz, GET /metrics',
     )
@@ -64,7 +65,7 @@ export function registerK8sCommands(
       '\nThe certificate is read once at start-up; restart the webhook to change it.',
     )
     .action(async (flags: WebhookFlags) => {
-      const settings = buildMeshSettings(flags, deps.version);
+      const settings = buildMeshSettings(flags, deps.version, readMeshPolicy(flags));
       const problems: string[] = [];
       const listen = attempt(problems, '--listen', flags.listen, (v) =>
         parseHostPort(v, '0.0.0.0'),
@@ -143,6 +144,20 @@ export function withMeshFlags(cmd: Command): Command {
       '--default-mode <mode>',
       'inbound mode of pods without palisade.dev/mode: strict or permissive',
     );
+}
+
+/** Adds `--mesh-policy`, the mesh policy pods are checked against at injection. */
+function withMeshPolicyFlag(cmd: Command): Command {
+  return cmd.option(
+    '--mesh-policy <file>',
+    'mesh policy document (YAML or JSON, as for `palisade ca policy set`): pods asking palisade.dev/mode=permissive under a strict mesh are refused',
+  );
+}
+
+/** The text of `--mesh-policy`, when given; FILE_UNREADABLE when it cannot be read. */
+function readMeshPolicy(flags: MeshFlags): MeshPolicyText | undefined {
+  if (flags.meshPolicy === undefined) return undefined;
+  return { text: readInput(flags.meshPolicy), source: flags.meshPolicy };
 }
 
 function readInput(path: string): string {

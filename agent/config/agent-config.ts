@@ -8,6 +8,7 @@ import { KEY_TYPES, splitPemChain, type KeyType } from '../../certs/x509/index.j
 import type { IdentityProof } from '../identity/index.js';
 import type { UpstreamSpec } from '../outbound/index.js';
 import { DEFAULT_CA_ADDR } from './ca-config.js';
+import { DEFAULT_EVENT_QUEUE_SIZE, MAX_EVENT_QUEUE_SIZE } from '../events/index.js';
 import { parseCidr } from '../intercept/cidr.js';
 import { httpSectionFromText, type HttpSection, type HttpSettingName } from '../policy/index.js';
 import { ProblemList } from './config-error.js';
@@ -51,6 +52,7 @@ export interface AgentFlags {
   jwtJwks?: string;
   httpRules?: string;
   httpPorts?: string;
+  eventsQueueSize?: string;
 }
 
 /** The flag that carries each http setting, as problems name it. */
@@ -102,6 +104,11 @@ export interface AgentConfig {
       }
     | undefined;
   readonly admin: { readonly listen: HostPort };
+  /** The security-event feed to the CA. */
+  readonly events: {
+    /** Events held while the CA is slow or down; 0 turns forwarding off. */
+    readonly queueSize: number;
+  };
   readonly drainTimeoutMs: number;
   readonly logLevel: LogLevel;
 }
@@ -240,6 +247,15 @@ export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
   const external = pick('outboundExternal', flags.outboundExternal) ?? 'pass';
   if (external !== 'pass' && external !== 'refuse')
     problems.add('--outbound-external', external, 'must be pass or refuse');
+  const eventsQueueSize = problems.check(
+    '--events-queue-size',
+    pick('eventsQueueSize', flags.eventsQueueSize) ?? String(DEFAULT_EVENT_QUEUE_SIZE),
+    (v) => {
+      const n = integer(v);
+      if (n > MAX_EVENT_QUEUE_SIZE) throw new Error(`must be at most ${MAX_EVENT_QUEUE_SIZE}`);
+      return n;
+    },
+  );
   const logLevel = pick('logLevel', flags.logLevel) ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
     problems.add('--log-level', logLevel, `must be one of ${LOG_LEVELS.join(', ')}`);
@@ -276,6 +292,7 @@ export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
         }
       : undefined,
     admin: { listen: adminListen as HostPort },
+    events: { queueSize: eventsQueueSize as number },
     drainTimeoutMs: drainTimeoutMs as number,
     logLevel: logLevel as LogLevel,
   });

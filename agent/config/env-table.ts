@@ -48,6 +48,7 @@ export const ENV_BY_FLAG = {
   jwtJwks: 'PALISADE_JWT_JWKS',
   httpRules: 'PALISADE_HTTP_RULES',
   httpPorts: 'PALISADE_HTTP_PORTS',
+  eventsQueueSize: 'PALISADE_EVENTS_QUEUE_SIZE',
 } as const;
 
 /** Environment as the loaders see it. */

@@ -1,6 +1,5 @@
 import { connect } from 'node:net';
 import { formatTable, type Io } from '../cli/output.js';
-import { decide } from '../policy/index.js';
 import {
   DEMO_TRUST_DOMAIN,
   httpGet,
@@ -147,7 +146,7 @@ async function call(
     reason = `${String(refusal['event'])}: ${String(refusal['reason'])}${typeof scope === 'string' ? ` ${scope}` : ''}`;
     peerSeen = typeof refusal['peer_id'] === 'string' ? refusal['peer_id'] : '(none)';
   } else if (allowed && caller.id) {
-    const decision = decide(callee.agent.policy(), caller.id, DEMO_TRUST_DOMAIN);
+    const decision = callee.agent.explain(caller.id);
     reason = `${decision.reason}${decision.rule ? ` (${decision.rule})` : ''}, HTTP ${result.status}`;
     peerSeen = caller.id;
   } else {

@@ -33,9 +33,10 @@ export class CredentialSigner {
   /**
    * Makes a CA client, presenting `credential` over mutual TLS when given.
    * The CA is trusted by the configured roots plus those of the newest trust
-   * state, so a root rotation is followed.
+   * state, so a root rotation is followed. `deadlineMs` bounds each unary
+   * call (the client's default otherwise).
    */
-  openClient(credential?: WorkloadCredential): CaClient {
+  openClient(credential?: WorkloadCredential, deadlineMs?: number): CaClient {
     const roots = new Set(splitPemChain(this.#o.caBundlePem));
     for (const pem of this.#trust()?.bundlePem ?? []) {
       for (const block of splitPemChain(pem)) roots.add(block);
@@ -47,6 +48,7 @@ export class CredentialSigner {
       ...(credential
         ? { credential: { keyPem: credential.keyPem, certChainPem: credential.certChainPem } }
         : {}),
+      ...(deadlineMs !== undefined ? { deadlineMs } : {}),
     });
   }
 

@@ -1,3 +1,4 @@
+import type { CaClient } from '../../certs/client/index.js';
 import { PalisadeError, errorCode, errorMessage } from '../../certs/errors.js';
 import type { TrustUpdate } from '../../proto/index.js';
 import { backoffDelayMs } from './backoff.js';
@@ -145,6 +146,25 @@ export class IdentityManager {
   onState(listener: (s: IdentityState) => void): () => void {
     this.#stateListeners.add(listener);
     return () => this.#stateListeners.delete(listener);
+  }
+
+  /**
+   * Makes a CA client that trusts the configured and the current roots and,
+   * with `withCredential`, presents the current certificate (for calls such
+   * as ReportEvents that take the caller's identity from it). Throws
+   * IDENTITY_NOT_READY when a certificate is asked for and none is held yet.
+   * The caller closes it; it is bound to this credential, so open a new one
+   * after a rotation.
+   */
+  openCaClient(options: { withCredential: boolean; deadlineMs?: number }): CaClient {
+    const credential = this.#credential;
+    if (options.withCredential && credential === undefined) {
+      throw new PalisadeError('IDENTITY_NOT_READY', 'no certificate is held yet');
+    }
+    return this.#signer.openClient(
+      options.withCredential ? credential : undefined,
+      options.deadlineMs,
+    );
   }
 
   /** Cancels timers and the trust stream, closes CA clients, and waits for a signing in flight. */
@@ -297,7 +317,7 @@ export class IdentityManager {
 
     let snapshot: TrustSnapshot;
     try {
-      snapshot = trustSnapshotOf(update, previous, new Date(clock.now()));
+      snapshot = trustSnapshotOf(update, previous, new Date(clock.now()), this.#o.trustDomain);
     } catch (err) {
       log.error(
         {
@@ -318,6 +338,7 @@ export class IdentityManager {
         roots: snapshot.bundlePem.length,
         revoked_serials: snapshot.revokedSerials.size,
         revoked_ids: snapshot.revokedIds.size,
+        mesh_policy_version: snapshot.meshPolicy?.version ?? 0,
       },
       'trust state updated',
     );

@@ -20,5 +20,10 @@ export {
   readServiceAccountToken,
   spiffeIdFromServiceAccountToken,
 } from './service-account-token.js';
-export { trustSnapshotOf, type TrustSnapshot } from './trust-snapshot.js';
+export {
+  trustSnapshotOf,
+  type SnapshotMeshPolicy,
+  type SnapshotMeshRejection,
+  type TrustSnapshot,
+} from './trust-snapshot.js';
 export { TrustWatch, type TrustWatchOptions } from './trust-watch.js';

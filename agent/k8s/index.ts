@@ -39,6 +39,7 @@ export {
   SYSTEM_NAMESPACE,
   buildMeshSettings,
   type MeshFlags,
+  type MeshPolicyText,
   type MeshSettings,
 } from './mesh-settings.js';
 export {

@@ -86,6 +86,8 @@ export function injectPodTemplate(
   const wanted = annotations['palisade.dev/inject'] ?? options.namespaceInjection ?? 'enabled';
   if (wanted === 'disabled') return { ok: true, object: template, outcome: 'opted-out' };
   if (!parsed.ok) return { ok: false, reason: parsed.reason };
+  const widening = meshWidening(parsed.value, settings);
+  if (widening !== undefined) return { ok: false, reason: widening };
   // The agent and its iptables rules would act on the node's network.
   if (spec.hostNetwork === true) return { ok: true, object: template, outcome: 'host-network' };
 
@@ -107,6 +109,20 @@ export function injectPodTemplate(
   ];
   podSpec.volumes = [...arrayOf(podSpec.volumes), ...volumes()];
   return { ok: true, object: pod, outcome: 'injected' };
+}
+
+/**
+ * Names the annotation that would widen the mesh policy, if one does: a
+ * workload may narrow the mesh policy, never widen it, so a pod asking for
+ * `permissive` under a strict mesh is refused here rather than overridden,
+ * with a warning, by its agent at run time.
+ */
+function meshWidening(a: PodAnnotations, settings: MeshSettings): string | undefined {
+  const mesh = settings.meshPolicy;
+  if (mesh === undefined || mesh.policy.mode !== 'strict' || a.mode !== 'permissive') {
+    return undefined;
+  }
+  return `palisade.dev/mode="permissive": the mesh policy (${mesh.source}) requires strict (mode: strict)`;
 }
 
 function initContainer(

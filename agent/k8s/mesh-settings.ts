@@ -1,4 +1,5 @@
 import { PalisadeError, errorMessage } from '../../certs/errors.js';
+import { parseMeshPolicyText, PolicyError, type MeshPolicy } from '../../certs/policy/index.js';
 import { parseHostPort } from '../../certs/host-port.js';
 import { DEFAULT_TRUST_DOMAIN, parseTrustDomain } from '../../certs/spiffe-id.js';
 import { parseCidr } from '../intercept/index.js';
@@ -32,6 +33,11 @@ export interface MeshSettings {
   readonly meshCidrs: readonly string[];
   /** Inbound mode of pods without a `palisade.dev/mode` annotation. */
   readonly defaultMode: 'strict' | 'permissive';
+  /**
+   * The mesh policy pods are checked against at injection (`--mesh-policy`),
+   * with the file it came from; undefined checks nothing beyond annotations.
+   */
+  readonly meshPolicy: { readonly policy: MeshPolicy; readonly source: string } | undefined;
 }
 
 /** Flags that set the mesh settings, as commander hands them over. */
@@ -41,13 +47,28 @@ export interface MeshFlags {
   image?: string;
   meshCidrs?: string;
   defaultMode?: string;
+  /** Path of a mesh policy document (`--mesh-policy`); read by the command. */
+  meshPolicy?: string;
+}
+
+/** A mesh policy document's text and where it came from, as the command read it. */
+export interface MeshPolicyText {
+  readonly text: string;
+  readonly source: string;
 }
 
 /**
- * Builds the mesh settings from flags over the defaults; throws CONFIG_INVALID
- * naming every bad flag and its value.
+ * Builds the mesh settings from flags over the defaults, and the mesh policy
+ * from `meshPolicy` (the text of `--mesh-policy`, read by the caller) with
+ * the parser the CA uses. Throws CONFIG_INVALID naming every bad flag and
+ * its value, every problem of the mesh policy, and a `--default-mode
+ * permissive` that a strict mesh policy forbids.
  */
-export function buildMeshSettings(flags: MeshFlags, version: string): MeshSettings {
+export function buildMeshSettings(
+  flags: MeshFlags,
+  version: string,
+  meshPolicy?: MeshPolicyText,
+): MeshSettings {
   const problems: string[] = [];
   const check = (flag: string, value: string | undefined, parse: (v: string) => unknown) => {
     if (value === undefined) return;
@@ -73,6 +94,25 @@ export function buildMeshSettings(flags: MeshFlags, version: string): MeshSettin
   if (defaultMode !== 'strict' && defaultMode !== 'permissive') {
     problems.push(`--default-mode=${JSON.stringify(defaultMode)}: must be strict or permissive`);
   }
+  let mesh: MeshSettings['meshPolicy'];
+  if (meshPolicy !== undefined) {
+    try {
+      mesh = {
+        policy: parseMeshPolicyText(meshPolicy.text, meshPolicy.source, trustDomain),
+        source: meshPolicy.source,
+      };
+    } catch (err) {
+      const found = err instanceof PolicyError ? err.problems : [errorMessage(err)];
+      for (const problem of found) {
+        problems.push(`--mesh-policy=${JSON.stringify(meshPolicy.source)}: ${problem}`);
+      }
+    }
+  }
+  if (mesh?.policy.mode === 'strict' && defaultMode === 'permissive') {
+    problems.push(
+      `--default-mode="permissive": the mesh policy (${mesh.source}) requires strict (mode: strict)`,
+    );
+  }
   if (problems.length > 0) {
     throw new PalisadeError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
   }
@@ -83,5 +123,6 @@ export function buildMeshSettings(flags: MeshFlags, version: string): MeshSettin
     version,
     meshCidrs: Object.freeze(meshCidrs),
     defaultMode: defaultMode as 'strict' | 'permissive',
+    meshPolicy: mesh,
   });
 }

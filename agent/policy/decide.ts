@@ -2,9 +2,19 @@ import { PolicyError } from '../../certs/policy/index.js';
 import { workloadLayers, type PolicyLayer, type PolicyLayerName } from './policy-layer.js';
 import type { WorkloadPolicy } from './workload-policy.js';
 
-/** Why a peer was allowed or denied; stable, used in logs and metrics labels. */
+/**
+ * Why a peer was allowed or denied; stable, used in logs and metrics labels.
+ * `mesh-deny` is a mesh deny rule; `mesh-default-deny` and
+ * `outside-namespace` are the mesh defaults `deny` and `same-namespace`.
+ */
 export type DecisionReason =
-  'allowed-by-rule' | 'mesh-default' | 'not-in-allow-list' | 'outside-trust-domain';
+  | 'allowed-by-rule'
+  | 'mesh-default'
+  | 'not-in-allow-list'
+  | 'outside-trust-domain'
+  | 'mesh-deny'
+  | 'mesh-default-deny'
+  | 'outside-namespace';
 
 /** The outcome of checking one peer against the policy, with its explanation. */
 export interface Decision {
@@ -13,10 +23,12 @@ export interface Decision {
   /** The policy's own verdict, before dry-run: true when it denies the peer. */
   readonly wouldDeny: boolean;
   readonly reason: DecisionReason;
-  /** The pattern text that matched, if any. */
+  /** The allow-list pattern or mesh rule (`deny[0] {...}`) that matched, if any. */
   readonly rule: string | undefined;
   readonly layer: PolicyLayerName;
   readonly dryRun: boolean;
+  /** Version of the mesh policy in force when deciding; 0 while none is set. */
+  readonly meshVersion: number;
   /** One sentence for `/why` and logs, naming the peer, the rule and the policy source. */
   readonly explanation: string;
 }
@@ -44,6 +56,7 @@ export function evaluate(layers: readonly PolicyLayer[], peerId: string): Decisi
       rule: verdict.rule,
       layer: verdict.layer,
       dryRun: verdict.dryRun,
+      meshVersion: verdict.meshVersion,
       explanation: verdict.lead + peerId + verdict.because,
     };
   }
@@ -55,9 +68,10 @@ export function evaluate(layers: readonly PolicyLayer[], peerId: string): Decisi
 
 /**
  * Decides whether `peerId` (a SPIFFE ID already verified by TLS) may connect
- * under the workload `policy`: with an allow list, iff a pattern matches;
- * without one, iff it is in `trustDomain`. O(patterns); the layers are built
- * on the first call for a policy and cached.
+ * under the workload `policy` alone, with no mesh policy: with an allow list,
+ * iff a pattern matches; without one, iff it is in `trustDomain`.
+ * O(patterns); the layers are built on the first call for a policy and
+ * cached. An agent decides with its EffectivePolicy, which adds the mesh.
  */
 export function decide(policy: WorkloadPolicy, peerId: string, trustDomain: string): Decision {
   let cached = layerCache.get(policy);

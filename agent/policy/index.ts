@@ -1,6 +1,7 @@
-// Admission policy of the sidecar: identity patterns, the workload's allow
-// list, and decisions with their explanations. Pure except the file watcher.
-// Must not import inbound/, outbound/ or tls/: they call in, never the reverse.
+// Admission policy of the sidecar: the mesh policy pushed by the CA in front
+// of the workload's allow list, composed in one place, and decisions with
+// their explanations. Pure except the file watcher and the PolicyState
+// holder. Must not import inbound/, outbound/, tls/ or identity/.
 export { compilePattern, type IdentityPattern } from '../../certs/policy/index.js';
 export {
   buildWorkloadPolicy,
@@ -13,11 +14,26 @@ export {
 } from './workload-policy.js';
 export { decide, evaluate, type Decision, type DecisionReason } from './decide.js';
 export {
+  isMeshVerdict,
+  meshLayers,
   workloadLayers,
   type LayerVerdict,
+  type MeshInForce,
   type PolicyLayer,
   type PolicyLayerName,
 } from './policy-layer.js';
+export {
+  composePolicy,
+  decideEffective,
+  OPEN_MESH,
+  type EffectivePolicy,
+} from './effective-policy.js';
+export {
+  openWorkloadSource,
+  type WorkloadSettings,
+  type WorkloadSource,
+} from './workload-source.js';
+export { PolicyState, type MeshRejection, type PolicyStateDeps } from './policy-state.js';
 export { MAX_POLICY_FILE_BYTES, parsePolicyDocument, type PolicyDocument } from './policy-file.js';
 export {
   DEFAULT_POLICY_POLL_INTERVAL_MS,

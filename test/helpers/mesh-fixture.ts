@@ -4,6 +4,8 @@ import { Registry } from 'prom-client';
 import type { Test } from 'tap';
 import { startAgent, type RunningAgent } from '../../agent/app.js';
 import { loadAgentConfig, type AgentFlags } from '../../agent/config/agent-config.js';
+import { EventQueue } from '../../agent/events/index.js';
+import { createLogger } from '../../certs/log.js';
 import { captureLog, type CapturedLog } from './log-capture.js';
 import type { TestCa } from './ca-fixture.js';
 
@@ -30,6 +32,8 @@ export interface MeshAgent {
   id: string;
   captured: CapturedLog;
   registry: Registry;
+  /** The queue of security events for the CA, when the agent forwards them. */
+  events: EventQueue | undefined;
   inboundPort: number;
   /** Local port of the n-th explicit upstream. */
   upstreamPort(n?: number): number;
@@ -40,6 +44,8 @@ export interface MeshAgent {
 /**
  * Starts an agent for `spiffe://<td>/ns/<ns>/sa/<sa>` against the test CA,
  * bootstrapped with a fresh join token, all listeners on loopback port 0.
+ * With `forwardEvents`, its logger feeds an event queue sent to the CA, as
+ * `palisade agent` wires it (queue size from the config).
  */
 export async function startMeshAgent(
   t: Test,
@@ -50,6 +56,7 @@ export async function startMeshAgent(
     sa: string;
     appPort: number;
     flags?: Partial<AgentFlags>;
+    forwardEvents?: boolean;
   },
 ): Promise<MeshAgent> {
   const id = `spiffe://${env.ca.trustDomain}/ns/${options.ns}/sa/${options.sa}`;
@@ -70,9 +77,19 @@ export async function startMeshAgent(
     },
     {},
   );
-  const captured = captureLog(`agent-${options.sa}`);
+  const events =
+    options.forwardEvents && config.events.queueSize > 0
+      ? new EventQueue(config.events.queueSize)
+      : undefined;
+  const captured = events
+    ? captureForwardedLog(`agent-${options.sa}`, events)
+    : captureLog(`agent-${options.sa}`);
   const registry = new Registry();
-  const agent = await startAgent(config, { log: captured.log, registry });
+  const agent = await startAgent(config, {
+    log: captured.log,
+    registry,
+    ...(events ? { events } : {}),
+  });
   t.teardown(() => agent.stop(0));
   await agent.ready;
   const portOf = (address: string | undefined) => Number(address?.split(':').pop());
@@ -81,11 +98,24 @@ export async function startMeshAgent(
     id,
     captured,
     registry,
+    events,
     inboundPort: portOf(agent.inboundAddress()),
     upstreamPort: (n = 0) => portOf(agent.upstreamAddresses()[n]),
     metrics: () => registry.metrics(),
     admin: (path, init) => fetch(`http://${agent.adminAddress}${path}`, init),
   };
+}
+
+/** Like captureLog, with every security event also recorded in `queue`. */
+function captureForwardedLog(component: string, queue: EventQueue): CapturedLog {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({
+    component,
+    level: 'debug',
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    onEvent: queue.record,
+  });
+  return { log, lines, events: (name) => lines.filter((l) => l['event'] === name) };
 }
 
 /** Connects to a local port and resolves once connected. */

@@ -178,3 +178,18 @@ t.test('bad http flags are each named in one error', async (t) => {
     ['--http-rules'],
   );
 });
+
+t.test('the event queue size comes from flags or env, 0 turning forwarding off', async (t) => {
+  t.equal(loadAgentConfig(base, {}).events.queueSize, 1000);
+  t.equal(loadAgentConfig(base, { PALISADE_EVENTS_QUEUE_SIZE: '0' }).events.queueSize, 0);
+  t.equal(
+    loadAgentConfig({ ...base, eventsQueueSize: '50' }, { PALISADE_EVENTS_QUEUE_SIZE: '9' }).events
+      .queueSize,
+    50,
+  );
+  for (const bad of ['-1', 'many', '100001']) {
+    const err = t.throws(() => loadAgentConfig({ ...base, eventsQueueSize: bad }, {})) as
+      ConfigError | undefined;
+    t.match(err?.problems, [{ setting: '--events-queue-size', value: bad }]);
+  }
+});

@@ -6,6 +6,7 @@ import { parseAllDocuments } from 'yaml';
 import {
   AGENT_CONTAINER,
   INIT_CONTAINER,
+  answerAdmissionReview,
   applyJsonPatch,
   buildMeshSettings,
   createInstallMaterials,
@@ -476,4 +477,91 @@ t.test('install has the CA discover issuer keys with only the issuer-discovery r
   t.notOk(
     objects.some((o) => o.kind === 'Role' || o.kind === 'ClusterRole' || o.kind === 'RoleBinding'),
   );
+});
+
+t.test('mesh policy at injection', async (t) => {
+  const STRICT_MESH =
+    'mode: strict\ndefault: same-namespace\ndeny:\n  - { from: "*", to: "ns/payments/*", except: ["ns/payments/*"] }\nmaxCertTtl: 24h\n';
+  const strict = buildMeshSettings({}, '0.1.0', { text: STRICT_MESH, source: 'mesh.yaml' });
+
+  t.test('reads the document with the CA parser', async (t) => {
+    t.match(strict.meshPolicy, {
+      source: 'mesh.yaml',
+      policy: { mode: 'strict', default: 'same-namespace', maxCertTtlSeconds: 86400 },
+    });
+    t.equal(settings.meshPolicy, undefined, 'without --mesh-policy nothing is checked');
+  });
+
+  t.test('refuses a permissive pod under a strict mesh, naming annotation and rule', async (t) => {
+    const result = injectWorkload(pod({ 'palisade.dev/mode': 'permissive' }), strict);
+    t.notOk(result.ok);
+    t.match(result, {
+      reason:
+        'palisade.dev/mode="permissive": the mesh policy (mesh.yaml) requires strict (mode: strict)',
+    });
+    const yaml =
+      'apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations:\n    palisade.dev/mode: permissive\nspec:\n  containers:\n    - name: app\n      image: nginx\n';
+    t.throws(() => injectManifests(yaml, strict), {
+      code: 'ANNOTATION_INVALID',
+      message: /pod\/web: palisade\.dev\/mode="permissive".*mode: strict/,
+    });
+    t.ok(injectManifests(yaml, settings).yaml.includes(AGENT_CONTAINER), 'no flag, no check');
+  });
+
+  t.test('the webhook refuses the same pod with a message naming the rule', async (t) => {
+    const review = {
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: {
+        uid: 'u1',
+        kind: { group: '', version: 'v1', kind: 'Pod' },
+        object: pod({ 'palisade.dev/mode': 'permissive' }),
+      },
+    };
+    t.match(answerAdmissionReview(review, strict), {
+      ok: true,
+      result: 'refused',
+      review: {
+        response: {
+          allowed: false,
+          status: { code: 400, message: /palisade\.dev\/mode="permissive".*mode: strict/ },
+        },
+      },
+    });
+    t.match(answerAdmissionReview(review, settings), { ok: true, result: 'injected' });
+  });
+
+  t.test('injects strict and unannotated pods under a strict mesh', async (t) => {
+    for (const annotations of [{}, { 'palisade.dev/mode': 'strict' }] as Record<string, string>[]) {
+      const result = injectWorkload(pod(annotations), strict);
+      t.match(result, { ok: true, outcome: 'injected' });
+    }
+  });
+
+  t.test('a permissive mesh lets a pod choose permissive', async (t) => {
+    const lax = buildMeshSettings({}, '0.1.0', { text: 'mode: permissive\n', source: 'm' });
+    t.match(injectWorkload(pod({ 'palisade.dev/mode': 'permissive' }), lax), { ok: true });
+  });
+
+  t.test('refuses a bad document and a permissive default under a strict mesh', async (t) => {
+    t.throws(
+      () =>
+        buildMeshSettings({}, '0.1.0', {
+          text: 'mode: lax\ndeny: [{ from: "ns/sho*", to: "*" }]\n',
+          source: 'bad.yaml',
+        }),
+      {
+        code: 'CONFIG_INVALID',
+        message: /--mesh-policy="bad.yaml": mode.*--mesh-policy="bad.yaml": deny\[0\]\.from/,
+      },
+    );
+    t.throws(
+      () =>
+        buildMeshSettings({ defaultMode: 'permissive' }, '0.1.0', {
+          text: STRICT_MESH,
+          source: 'mesh.yaml',
+        }),
+      { code: 'CONFIG_INVALID', message: /--default-mode="permissive"/ },
+    );
+  });
 });
