@@ -7,7 +7,7 @@ import type { Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { loadCaServices, type StatusResponse } from '../proto/index.js';
-import { CertificateAuthority, notAfterOf } from './authority.js';
+import { CertificateAuthority, notAfterOf } from './authority/index.js';
 import { startMetricsServer } from './admin-http.js';
 import {
   CA_FILES,

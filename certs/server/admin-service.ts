@@ -1,7 +1,7 @@
 import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type * as pb from '../../proto/index.js';
 import { adminId } from '../spiffe-id.js';
-import { AuthorityError, type CertificateAuthority } from '../authority.js';
+import { AuthorityError, type CertificateAuthority } from '../authority/index.js';
 import type { EventFeed } from '../events/index.js';
 import { eventQueryRpcs } from './event-rpcs.js';
 import { unaryHandler, type HandlerContext } from './handlers.js';

@@ -1,6 +1,6 @@
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type * as pb from '../../proto/index.js';
-import type { CertificateAuthority } from '../authority.js';
+import type { CertificateAuthority } from '../authority/index.js';
 import type { EventFeed } from '../events/index.js';
 import type { StoredSecurityEvent } from '../store/index.js';
 import { refuseStream, unaryHandler, writeBounded, type HandlerContext } from './handlers.js';

@@ -1,6 +1,6 @@
 import type { ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
-import type { PeerIdentity } from '../authority.js';
+import type { PeerIdentity } from '../authority/index.js';
 import { normaliseSerialHex } from '../x509/index.js';
 
 /** Any server call whose TLS auth context can be read. */

@@ -12,7 +12,7 @@ import {
   type Proof,
   type SignedChain,
   type TrustState,
-} from '../authority.js';
+} from '../authority/index.js';
 import type { EventFeed } from '../events/index.js';
 import type { MeshPolicyVersion } from '../store/index.js';
 import { reportEventsRpc } from './event-rpcs.js';

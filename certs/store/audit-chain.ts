@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 
+import type { AuditRow } from './statements.js';
 import { StoreError } from './store-error.js';
+import type { AuditVerdict } from './types.js';
 
 /** The `prev_hash` of the first audit record: 64 zeros. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -82,6 +84,39 @@ export function checkAuditEntry(event: string, data: Record<string, unknown>): s
     }
   }
   return json;
+}
+
+/**
+ * Re-checks audit rows, oldest first, from genesis: returns the first whose
+ * seq, link or hash is wrong. It proves the rows were not edited or removed
+ * from the middle; a cut-off tail is only visible against a head hash kept
+ * elsewhere, which is why the verdict returns it.
+ */
+export function verifyAuditChain(rows: Iterable<AuditRow>): AuditVerdict {
+  let count = 0;
+  let prevHash = GENESIS_HASH;
+  for (const row of rows) {
+    const broken = (reason: string): AuditVerdict => ({
+      ok: false,
+      count,
+      brokenSeq: row.seq,
+      reason,
+    });
+    if (row.seq !== count + 1) return broken(`expected seq ${count + 1}, found ${row.seq}`);
+    if (row.prev_hash !== prevHash) return broken('prev_hash does not match the record before');
+    let data: Record<string, unknown>;
+    try {
+      data = JSON.parse(row.data) as Record<string, unknown>;
+    } catch {
+      // Unparseable data is itself the verdict.
+      return broken('data is not JSON');
+    }
+    const body = { seq: row.seq, ts: row.ts, event: row.event, data };
+    if (auditHash(prevHash, body) !== row.hash) return broken('hash does not match contents');
+    prevHash = row.hash;
+    count += 1;
+  }
+  return { ok: true, count, headHash: prevHash };
 }
 
 function invalid(what: string): StoreError {

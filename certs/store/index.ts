@@ -2,7 +2,9 @@
 // meta values, the hash-chained audit log, mesh policy versions and the
 // security-event history, in one SQLite file. Synchronous and process-local;
 // it depends on nothing above certs/ and logs nothing itself.
-export { CaStore, BUSY_TIMEOUT_MS, type CaStoreOptions } from './ca-store.js';
+export { CaStore, type CaStoreOptions } from './ca-store.js';
+export { type CertQuery } from './cert-store.js';
+export { BUSY_TIMEOUT_MS } from './open-database.js';
 export {
   DEFAULT_MAX_EVENTS,
   EventStore,

@@ -10,7 +10,6 @@ export const ISSUED_VIA: readonly IssuedVia[] = [
   'bootstrap',
 ];
 
-/** One issued certificate as the store remembers it (never its body or key). */
 /** What the CA records about a certificate it has just signed. */
 export interface IssuedRecordInput {
   serialHex: string;
@@ -22,6 +21,7 @@ export interface IssuedRecordInput {
   now?: Date;
 }
 
+/** One issued certificate as the store remembers it (never its body or key). */
 export interface CertRecord {
   serialHex: string;
   spiffeId: string;
