@@ -127,14 +127,19 @@ t.test('a denial by one agent reaches the CA feed within a second', async (t) =>
     cancel();
     client.close();
   });
-  // Let the stream and the follower open before the denial happens.
-  await new Promise((r) => setTimeout(r, 200));
+  const isDenial = (e: StoredEventMessage | undefined) =>
+    e?.reporterId === PAY_ID && e.event?.kind === 'policy.denied' && e.event.peerId === WEB_ID;
+  // A first denial shows both followers streaming before the one that is timed.
+  await roundTrip(web.upstreamPort(), Buffer.from('hi'));
+  t.ok(
+    await eventually(() => seen.some(isDenial) && out.includes('"policy.denied"'), 10_000),
+    'both followers are streaming',
+  );
+  seen.length = 0;
   out = '';
 
   const deniedAt = performance.now();
   await roundTrip(web.upstreamPort(), Buffer.from('hi'));
-  const isDenial = (e: StoredEventMessage | undefined) =>
-    e?.reporterId === PAY_ID && e.event?.kind === 'policy.denied' && e.event.peerId === WEB_ID;
   t.ok(await eventually(() => seen.some(isDenial), 1000), 'WatchEvents shows the denial');
   t.ok(performance.now() - deniedAt < 1000, 'within a second');
   t.ok(
