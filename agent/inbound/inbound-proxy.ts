@@ -11,7 +11,11 @@ import { splice } from '../net/index.js';
 import type { Decision, Mode } from '../policy/index.js';
 import {
   ChainCache,
+  failureOfRejection,
+  failureOfTlsError,
+  logHandshakeFailure,
   verifyPeer,
+  type HandshakeFailure,
   type LiveConnections,
   type TlsContextHolder,
   type TrustFacts,
@@ -111,7 +115,7 @@ export class InboundProxy {
     });
     tlsServer.on('secureConnection', (socket) => this.onSecure(socket));
     tlsServer.on('tlsClientError', (err, socket) => {
-      this.reject(socket, handshakeReason(err), err.message);
+      this.reject(socket, handshakeReason(err), err.message, { failure: failureOfTlsError(err) });
     });
     this.tlsServer = tlsServer;
     this.unsubscribe = this.deps.tls.onUpdate((options) => tlsServer.setSecureContext(options));
@@ -153,6 +157,10 @@ export class InboundProxy {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
+    // As on the other three sockets of the path: a small write (a response's
+    // headers, then its body) goes out at once instead of waiting, by Nagle's
+    // rule, for the ACK of the segment before it.
+    socket.setNoDelay(true);
     const target = this.appTargetFor(socket);
     if (!target.ok) {
       this.reject(socket, target.reason, target.detail);
@@ -161,7 +169,9 @@ export class InboundProxy {
     appTargets.set(socket, target.addr);
     acceptedAt.set(socket, performance.now());
     socket.setTimeout(this.options.handshakeTimeoutMs, () =>
-      this.reject(socket, 'timeout', 'no handshake before the timeout'),
+      this.reject(socket, 'timeout', 'no handshake before the timeout', {
+        failure: 'handshake-timeout',
+      }),
     );
     socket.once('data', (first: Buffer) => {
       socket.pause();
@@ -171,16 +181,18 @@ export class InboundProxy {
       } else if (this.options.mode() === 'permissive') {
         this.acceptPlaintext(socket);
       } else {
-        this.reject(socket, 'plaintext', 'strict mode accepts only mutual TLS');
+        this.reject(socket, 'plaintext', 'strict mode accepts only mutual TLS', {
+          failure: 'protocol',
+        });
       }
     });
     socket.resume();
   }
 
   private onSecure(socket: TLSSocket): void {
-    const raw = (socket as unknown as { _parent?: Socket })._parent;
-    raw?.setTimeout(0);
-    const started = raw ? acceptedAt.get(raw) : undefined;
+    const raw = rawSocketOf(socket);
+    raw.setTimeout(0);
+    const started = acceptedAt.get(raw);
     if (started !== undefined) {
       this.deps.metrics.handshakeSeconds.observe(
         { direction: DIRECTION },
@@ -189,7 +201,7 @@ export class InboundProxy {
     }
     const trust = this.deps.trust();
     if (!trust) {
-      this.reject(socket, 'not-ready', 'no trust bundle loaded yet');
+      this.reject(socket, 'not-ready', 'no trust bundle loaded yet', { failure: 'not-ready' });
       return;
     }
     const verdict = verifyPeer(socket, trust, {
@@ -198,7 +210,10 @@ export class InboundProxy {
       chains: this.chains,
     });
     if (!verdict.ok) {
-      this.reject(socket, verdict.reason, verdict.detail, verdict.spiffeId);
+      this.reject(socket, verdict.reason, verdict.detail, {
+        peerId: verdict.spiffeId,
+        failure: failureOfRejection(verdict.reason, DIRECTION),
+      });
       return;
     }
     const decision = this.deps.admit(verdict.spiffeId);
@@ -368,7 +383,24 @@ export class InboundProxy {
     return app;
   }
 
-  private reject(socket: Socket, reason: string, detail: string, peerId?: string): void {
+  /**
+   * Refuses a connection: logs `peer.rejected` and counts it, and when the
+   * refusal is a failed handshake also logs `handshake.failed`, once per
+   * connection (the raw socket's timeout and the TLS server's may both fire).
+   */
+  private reject(
+    socket: Socket,
+    reason: string,
+    detail: string,
+    extra: { peerId?: string | undefined; failure?: HandshakeFailure } = {},
+  ): void {
+    const { peerId, failure } = extra;
+    const raw = rawSocketOf(socket);
+    if (refused.has(raw)) {
+      socket.destroy();
+      return;
+    }
+    refused.add(raw);
     this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'rejected' });
     this.deps.metrics.peerRejections.inc({ direction: DIRECTION, reason });
     this.deps.log.warn(
@@ -382,12 +414,28 @@ export class InboundProxy {
       },
       'peer rejected',
     );
+    if (failure) {
+      logHandshakeFailure(this.deps.log, {
+        direction: DIRECTION,
+        reason: failure,
+        remoteAddress: socket.remoteAddress ?? raw.remoteAddress,
+        peerId,
+        detail,
+      });
+    }
     socket.destroy();
   }
 }
 
 const acceptedAt = new WeakMap<Socket, number>();
 const appTargets = new WeakMap<Socket, HostPort>();
+/** Raw connections already refused, so a second timer or error does not log them again. */
+const refused = new WeakSet<Socket>();
+
+/** The accepted TCP socket under a TLS socket (the socket itself when it is not wrapped). */
+function rawSocketOf(socket: Socket): Socket {
+  return (socket as unknown as { _parent?: Socket })._parent ?? socket;
+}
 
 /** Names a handshake failure by what the peer did wrong. */
 function handshakeReason(err: Error & { code?: string }): string {

@@ -3,8 +3,13 @@ import { errorCode, errorMessage } from '../../certs/errors.js';
 import type { Logger } from '../../certs/log.js';
 import type { AgentMetrics, Direction } from '../metrics.js';
 import { splice } from '../net/index.js';
-import type { LiveConnections } from '../tls/index.js';
-import { PeerRejectedError, type DialedPeer } from './dialer.js';
+import {
+  failureOfRejection,
+  logHandshakeFailure,
+  type HandshakeFailure,
+  type LiveConnections,
+} from '../tls/index.js';
+import { HandshakeFailedError, PeerRejectedError, type DialedPeer } from './dialer.js';
 
 const DIRECTION: Direction = 'outbound';
 
@@ -19,7 +24,8 @@ export interface CarryDeps {
  * The one outbound path after the dial, shared by explicit upstreams and
  * transparent interception: a verified peer is tracked (revocation and
  * expiry close it) and spliced to the application's connection; a refused or
- * failed dial is logged with its reason and counted, and the application's
+ * failed dial is logged with its reason and counted, a failed handshake (TLS
+ * error or refused peer) also as `handshake.failed`, and the application's
  * connection is closed.
  */
 export function carryToPeer(
@@ -58,6 +64,16 @@ export function carryToPeer(
         },
         isRejected ? 'peer rejected' : 'dial failed',
       );
+      const failure = handshakeFailureOf(err);
+      if (failure) {
+        logHandshakeFailure(deps.log, {
+          direction: DIRECTION,
+          reason: failure,
+          remoteAddress: target,
+          peerId: isRejected ? err.peerId : undefined,
+          detail: errorMessage(err),
+        });
+      }
       app.destroy();
     },
   );
@@ -89,4 +105,11 @@ export function pipeOutbound(
       'connection closed',
     );
   });
+}
+
+/** The handshake failure a failed dial amounts to; none when TCP never connected. */
+function handshakeFailureOf(err: unknown): HandshakeFailure | undefined {
+  if (err instanceof PeerRejectedError) return failureOfRejection(err.reason, DIRECTION);
+  if (err instanceof HandshakeFailedError) return err.failure;
+  return undefined;
 }

@@ -1,14 +1,29 @@
 import { connect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { isIP } from 'node:net';
 import { PalisadeError } from '../../certs/errors.js';
-import type { TlsContextHolder, TrustFacts, PeerRejection } from '../tls/index.js';
-import { verifyChain, verifyPeer } from '../tls/index.js';
+import type {
+  HandshakeFailure,
+  PeerRejection,
+  TlsContextHolder,
+  TrustFacts,
+} from '../tls/index.js';
+import { failureOfTlsError, verifyChain, verifyPeer } from '../tls/index.js';
 
 /** Longest a dial (TCP connect plus handshake) may take, in milliseconds. */
 export const DEFAULT_DIAL_TIMEOUT_MS = 5_000;
 
 /** Cached TLS sessions per peer address, so repeat dials resume instead of a full handshake. */
 const MAX_CACHED_SESSIONS = 256;
+
+/**
+ * Age (ms) after which a cached ticket is replaced by the next one a
+ * connection receives; under Node's 300 s ticket lifetime, so a busy peer is
+ * always resumed. Younger tickets are reused as they are: TLS 1.3 tickets
+ * stay valid for many resumptions, and not asking for each connection's
+ * tickets spares serialising two sessions (with the peer certificate) per
+ * connection.
+ */
+const TICKET_REFRESH_MS = 60_000;
 
 /** A TLS session ticket and the peer chain verified when it was issued. */
 interface CachedSession {
@@ -20,6 +35,8 @@ interface CachedSession {
    * our last rotation is never resumed: the old certificate may have expired.
    */
   context: SecureContext;
+  /** When (epoch ms) the ticket was received. */
+  storedAtMs: number;
   /**
    * Until when (epoch ms) the session is resumed: half-way from when it was
    * made to the verified peer leaf's notAfter. A resumed connection is held to
@@ -39,6 +56,20 @@ export class PeerRejectedError extends PalisadeError {
     this.name = 'PeerRejectedError';
     this.reason = reason;
     this.peerId = peerId;
+  }
+}
+
+/**
+ * A dial whose TCP connection was made but whose TLS handshake failed or
+ * timed out (an alert from the peer, a protocol mismatch, a silent peer).
+ */
+export class HandshakeFailedError extends PalisadeError {
+  readonly failure: HandshakeFailure;
+
+  constructor(failure: HandshakeFailure, message: string, options?: { cause?: unknown }) {
+    super('HANDSHAKE_FAILED', message, options);
+    this.name = 'HandshakeFailedError';
+    this.failure = failure;
   }
 }
 
@@ -66,7 +97,8 @@ export interface DialContext {
  * Dials a peer agent's inbound port with mutual TLS 1.3 and verifies it: an
  * SVID of the trust domain, chaining to the bundle, unrevoked and, when
  * `expectedId` is given, exactly that identity. Rejects with
- * PeerRejectedError (verification) or PalisadeError DIAL_FAILED (network).
+ * PeerRejectedError (verification), HandshakeFailedError (TLS failed after
+ * the TCP connection was made) or PalisadeError DIAL_FAILED (network).
  */
 export class PeerDialer {
   private readonly sessions = new Map<string, CachedSession>();
@@ -99,23 +131,25 @@ export class PeerDialer {
       };
       const socket = connect(options);
       socket.setNoDelay(true);
+      let isConnected = false;
+      socket.once('connect', () => (isConnected = true));
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new PalisadeError('DIAL_FAILED', `dial ${key} timed out after ${timeoutMs} ms`));
+        const message = `dial ${key} timed out after ${timeoutMs} ms`;
+        reject(
+          isConnected
+            ? new HandshakeFailedError('handshake-timeout', message)
+            : new PalisadeError('DIAL_FAILED', message),
+        );
       }, timeoutMs);
-      // TLS 1.3 tickets arrive after the handshake, so the chain verified below
-      // is known by then; a resumed session presents no certificate and stands
-      // on the chain verified when its ticket was issued.
-      let verified: { chainDer: Buffer[]; notAfter: Date } | undefined;
-      socket.on('session', (ticket: Buffer) => {
-        if (!verified) return;
-        const nowMs = Date.now();
-        const resumeUntilMs = nowMs + (verified.notAfter.getTime() - nowMs) / 2;
-        this.remember(key, { ticket, context, chainDer: verified.chainDer, resumeUntilMs });
-      });
       socket.once('error', (err) => {
         clearTimeout(timer);
-        reject(new PalisadeError('DIAL_FAILED', `dial ${key}: ${err.message}`, { cause: err }));
+        const message = `dial ${key}: ${err.message}`;
+        reject(
+          isConnected
+            ? new HandshakeFailedError(failureOfTlsError(err), message, { cause: err })
+            : new PalisadeError('DIAL_FAILED', message, { cause: err }),
+        );
       });
       socket.once('secureConnect', () => {
         clearTimeout(timer);
@@ -141,7 +175,20 @@ export class PeerDialer {
           reject(new PeerRejectedError(verdict.reason, verdict.detail, verdict.spiffeId));
           return;
         }
-        verified = { chainDer: verdict.chainDer, notAfter: verdict.notAfter };
+        const isResumed = socket.isSessionReused();
+        // An offered ticket the peer did not take is stale (its ticket keys
+        // changed, or it expired there): no other dial should offer it.
+        if (session && !isResumed && this.sessions.get(key) === session) this.sessions.delete(key);
+        if (!isResumed || !session) {
+          const nowMs = Date.now();
+          // Half-way from now to the verified peer leaf's notAfter.
+          const resumeUntilMs = nowMs + (verdict.notAfter.getTime() - nowMs) / 2;
+          this.keepTicket(socket, key, { context, chainDer: verdict.chainDer, resumeUntilMs });
+        } else if (Date.now() - session.storedAtMs >= TICKET_REFRESH_MS) {
+          // A resumed session's new ticket stands on the same peer chain, so it
+          // keeps the original deadline rather than pushing it towards expiry.
+          this.keepTicket(socket, key, session);
+        }
         resolve({
           socket,
           spiffeId: verdict.spiffeId,
@@ -150,8 +197,31 @@ export class PeerDialer {
           chainSerials: verdict.chainSerials,
           chainDer: verdict.chainDer,
           handshakeMs: performance.now() - started,
-          resumed: socket.isSessionReused(),
+          resumed: isResumed,
         });
+      });
+    });
+  }
+
+  /**
+   * Keeps the next ticket `socket` receives for later dials to `key`, with the
+   * verified peer chain and deadline of `facts`. TLS 1.3 tickets arrive after
+   * the handshake, so the chain verified for this connection is known by
+   * then; a resumed session presents no certificate and stands on the chain
+   * verified when its first ticket was issued.
+   */
+  private keepTicket(
+    socket: TLSSocket,
+    key: string,
+    facts: Pick<CachedSession, 'context' | 'chainDer' | 'resumeUntilMs'>,
+  ): void {
+    socket.once('session', (ticket: Buffer) => {
+      this.remember(key, {
+        ticket,
+        context: facts.context,
+        chainDer: facts.chainDer,
+        resumeUntilMs: facts.resumeUntilMs,
+        storedAtMs: Date.now(),
       });
     });
   }

@@ -2,6 +2,7 @@
 // mutual TLS to a verified peer. One dial path serves explicit upstreams and
 // transparent interception. It must not import inbound/.
 export {
+  HandshakeFailedError,
   PeerDialer,
   PeerRejectedError,
   DEFAULT_DIAL_TIMEOUT_MS,

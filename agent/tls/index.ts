@@ -4,6 +4,13 @@
 // depend on inbound/, outbound/ or policy/.
 export { TlsContextHolder, TLS13_CIPHERSUITES, type TlsMaterial } from './tls-context.js';
 export {
+  failureOfRejection,
+  failureOfTlsError,
+  logHandshakeFailure,
+  type HandshakeFailure,
+  type HandshakeFailureFields,
+} from './handshake-failure.js';
+export {
   ChainCache,
   verifyChain,
   verifyPeer,

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { parseSpiffeId } from '../../certs/spiffe-id.js';
 import { verifySvid, type SvidVerdict, type TrustStore } from '../../certs/x509/index.js';
 
@@ -72,6 +72,9 @@ export function verifyPeer(
   if (verdict.ok && chainDer.length > 1) options.chains?.set(chainDer);
   return verdict;
 }
+
+/** Most certificates read from a peer's chain. */
+const MAX_CHAIN_LENGTH = 8;
 
 /** Longest list of chains a ChainCache keeps. */
 const MAX_CACHED_CHAINS = 1024;
@@ -200,17 +203,23 @@ function verifiedSvid(chainDer: Buffer[], facts: TrustFacts, now: Date): SvidVer
   return verdict;
 }
 
-/** The certificates the peer sent, leaf first, without self-signed roots. */
+/**
+ * The certificates the peer sent, leaf first, without self-signed roots. Read
+ * as X509Certificate handles, not `getPeerCertificate(true)`, which turns every
+ * certificate into an object of decoded fields and fingerprints on each
+ * handshake only for the DER to be used.
+ */
 function presentedChain(socket: TLSSocket): Buffer[] {
-  const leaf = socket.getPeerCertificate(true) as DetailedPeerCertificate | undefined;
   const chain: Buffer[] = [];
-  let cert: DetailedPeerCertificate | undefined = leaf;
-  while (cert?.raw && chain.length < 8) {
+  let cert: X509Certificate | undefined = socket.getPeerX509Certificate();
+  while (cert && chain.length < MAX_CHAIN_LENGTH) {
+    const issuer: X509Certificate | undefined = cert.issuerCertificate;
     const isSelfSigned =
-      cert.issuerCertificate === cert || cert.issuerCertificate?.raw?.equals(cert.raw);
+      issuer === undefined ? cert.checkIssued(cert) : issuer.raw.equals(cert.raw);
     if (isSelfSigned && chain.length > 0) break;
     chain.push(cert.raw);
-    cert = cert.issuerCertificate;
+    if (isSelfSigned) break;
+    cert = issuer;
   }
   return chain;
 }

@@ -9,6 +9,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
+import { PeerDialer } from '../../agent/outbound/index.js';
+import { TlsContextHolder } from '../../agent/tls/index.js';
 import { createCsr, generateKeyPairSync } from '../../certs/x509/index.js';
 import { makeCaDir, startTestCa } from '../helpers/ca-fixture.js';
 import {
@@ -217,6 +219,52 @@ t.test('garbage bytes and half-open handshakes do not hurt the agent', async (t)
   t.equal(echoed.toString(), 'still serving');
 });
 
+t.test('every refused inbound handshake is logged once as handshake.failed', async (t) => {
+  // The two subtests above refused plaintext, TLS 1.2, a client without a
+  // certificate, a foreign CA, garbage and silent connections.
+  const failed = orders.captured.events('handshake.failed');
+  const rejected = orders.captured.events('peer.rejected');
+  t.equal(failed.length, rejected.length, 'one handshake.failed per refused connection');
+  t.same([...new Set(failed.map((e) => e['reason']))].sort(), [
+    'handshake-timeout',
+    'no-client-cert',
+    'peer-untrusted',
+    'protocol',
+  ]);
+  t.ok(
+    failed.every((e) => e['direction'] === 'inbound' && e['remote_address'] === '127.0.0.1'),
+    'each names the direction and the remote address',
+  );
+  t.ok(
+    failed.some((e) => e['reason'] === 'peer-untrusted' && e['peer_id'] === web.id),
+    'a refused certificate names the identity it claimed',
+  );
+});
+
+t.test('repeat dials to a peer resume the TLS session and still verify it', async (t) => {
+  const credential = web.agent.identity.credential;
+  const trust = web.agent.identity.trust;
+  if (!credential || !trust) throw new Error('web agent not ready');
+  const holder = new TlsContextHolder();
+  holder.update({
+    keyPem: credential.keyPem,
+    certChainPem: credential.certChainPem,
+    trustBundlePem: trust.bundlePem,
+  });
+  const dialer = new PeerDialer({ tls: holder, trust: () => trust, trustDomain: TD });
+  const resumed: boolean[] = [];
+  for (let i = 0; i < 12; i++) {
+    const peer = await dialer.dial('127.0.0.1', orders.inboundPort, orders.id);
+    t.equal(peer.spiffeId, orders.id);
+    // The echo answer comes after the peer's session tickets.
+    t.equal(await ping(peer.socket), 'ping');
+    resumed.push(peer.resumed);
+    peer.socket.destroy();
+  }
+  t.notOk(resumed[0], 'the first dial makes a full handshake');
+  t.same(resumed.slice(1), new Array<boolean>(11).fill(true), 'every later dial resumes');
+});
+
 t.test('a revocation closes a live connection within a second', async (t) => {
   const live = await dial(web.upstreamPort());
   live.on('error', () => undefined);
@@ -318,7 +366,36 @@ t.test('an outbound dial to the wrong identity is refused', async (t) => {
     wrong.captured.events('peer.rejected').some((e) => e['reason'] === 'unexpected-identity'),
     'unexpected-identity logged',
   );
+  t.same(
+    wrong.captured.events('handshake.failed').map((e) => [e['reason'], e['remote_address']]),
+    [['unexpected-identity', `127.0.0.1:${orders.inboundPort}`]],
+    'and logged once as handshake.failed',
+  );
   void peerCredential;
+});
+
+t.test('an outbound handshake with a peer that speaks no TLS is logged as failed', async (t) => {
+  const app = await startEchoApp(t);
+  const misdirected = await startMeshAgent(t, env, caDir.dir, {
+    ns: 'jobs',
+    sa: 'misdirected',
+    appPort: app.port,
+    // An echo server answers the ClientHello with the ClientHello.
+    flags: { upstream: [`0=127.0.0.1:${app.port}`] },
+  });
+  const echoed = await roundTrip(misdirected.upstreamPort(), Buffer.from('x'));
+  t.equal(echoed.length, 0, 'nothing reaches the application');
+  t.ok(
+    await eventually(() => misdirected.captured.events('handshake.failed').length > 0),
+    'handshake.failed logged',
+  );
+  const [failed] = misdirected.captured.events('handshake.failed');
+  t.match(failed, {
+    direction: 'outbound',
+    reason: /^(protocol|tls-error)$/,
+    remote_address: `127.0.0.1:${app.port}`,
+  });
+  t.equal(misdirected.captured.events('handshake.failed').length, 1, 'logged once');
 });
 
 t.test('POST /shutdown stops the agent after draining', async (t) => {
