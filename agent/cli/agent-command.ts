@@ -5,7 +5,6 @@ import { KEY_TYPES } from '../../certs/x509/index.js';
 import { PalisadeError } from '../../certs/errors.js';
 import { startAgent } from '../app.js';
 import { EventQueue } from '../events/index.js';
-import { runDemo } from '../demo/run-demo.js';
 import { loadAgentConfig, type AgentFlags } from '../config/agent-config.js';
 import type { CliDeps } from './program.js';
 
@@ -171,6 +170,8 @@ export function registerDemoCommand(program: Command, deps: CliDeps): void {
     )
     .option('--keep', 'leave the mesh running and print the admin URLs', false)
     .action(async (flags: { keep: boolean }) => {
+      // Imported here: the demo brings the CA, which `palisade agent` must not load.
+      const { runDemo } = await import('../demo/run-demo.js');
       const ok = await runDemo(deps.io, { keep: flags.keep, untilStopped: deps.untilStopped });
       if (!ok)
         throw new PalisadeError(

@@ -1,4 +1,5 @@
 import { SA_TOKEN_AUDIENCE } from '../../certs/authn/index.js';
+import { AGENT_NODE_FLAGS } from '../config/agent-config.js';
 import { ENV_BY_FLAG } from '../config/env-table.js';
 import {
   DEFAULT_PROXY_RESOURCES,
@@ -194,6 +195,7 @@ function agentContainer(settings: MeshSettings, a: PodAnnotations): K8sObject {
     [ENV_BY_FLAG.outboundListen, `127.0.0.1:${AGENT_PORTS.outbound}`],
     // The kubelet probes the admin port from outside the pod.
     [ENV_BY_FLAG.adminListen, `0.0.0.0:${AGENT_PORTS.admin}`],
+    ['NODE_OPTIONS', AGENT_NODE_FLAGS.join(' ')],
   ];
   const requests = compact({
     cpu: a.proxy.cpuRequest ?? DEFAULT_PROXY_RESOURCES.cpuRequest,

@@ -4,6 +4,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { AGENT_NODE_FLAGS } from '../../../agent/config/agent-config.js';
 import { spawnBenchChild, waitForLine, type BenchChild } from './bench-child.js';
 import { readProcessStatus, type ProcessStatus } from './process-status.js';
 
@@ -73,7 +74,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     : [];
   const child = spawnBenchChild(
     process.execPath,
-    [...nodeFlags, MAIN_JS_PATH, 'agent', ...options.args],
+    [...AGENT_NODE_FLAGS, ...nodeFlags, MAIN_JS_PATH, 'agent', ...options.args],
     { env: { ...process.env, ...options.env } },
   );
   try {
