@@ -1,14 +1,7 @@
 import fs from 'node:fs/promises';
 
-import {
-  createLocalJWKSet,
-  decodeJwt,
-  decodeProtectedHeader,
-  errors,
-  jwtVerify,
-  type JSONWebKeySet,
-  type JWTVerifyGetKey,
-} from 'jose';
+import type * as Jose from 'jose';
+import type { JSONWebKeySet, JWTVerifyGetKey } from 'jose';
 
 import { errorMessage } from '../../certs/errors.js';
 import type { JwtSettings } from '../policy/index.js';
@@ -59,6 +52,12 @@ export interface TokenVerifierOptions {
   maxAgeMs?: number;
 }
 
+/** The JOSE library, as its module namespace. */
+type JoseModule = typeof Jose;
+
+// The one load of the JOSE library this process makes; see loadJose.
+let joseLoading: Promise<JoseModule> | undefined;
+
 /** Most verified tokens remembered; the cache is emptied when it is full. */
 const MAX_VERIFIED_TOKENS = 4096;
 
@@ -82,7 +81,9 @@ interface LoadedKeys {
  * configured clock skew. Keys are cached; an unknown `kid` reloads them at
  * most once per minimum refresh interval, and a failed reload keeps the last
  * good keys. With no keys ever loaded every token fails closed with
- * `jwks-unavailable`. Never throws from `verify`.
+ * `jwks-unavailable`. Never throws from `verify`. The JOSE library is loaded
+ * when the first verifier is built, so an agent without jwt settings never
+ * holds it in memory.
  */
 export class TokenVerifier {
   readonly jwt: JwtSettings;
@@ -97,6 +98,7 @@ export class TokenVerifier {
   #lastError = '';
   #loading: Promise<void> | undefined;
   readonly #verified = new Map<string, VerifiedToken>();
+  readonly #jose: Promise<JoseModule>;
 
   constructor(options: TokenVerifierOptions) {
     this.jwt = options.jwt;
@@ -106,15 +108,23 @@ export class TokenVerifier {
       options.minRefreshIntervalMs ?? DEFAULT_JWKS_MIN_REFRESH_INTERVAL_MS;
     this.#retryIntervalMs = options.retryIntervalMs ?? DEFAULT_JWKS_RETRY_INTERVAL_MS;
     this.#maxAgeMs = options.maxAgeMs ?? DEFAULT_JWKS_MAX_AGE_MS;
+    this.#jose = loadJose();
   }
 
   /** Checks one compact JWT; the answer names the first thing wrong with it. */
   async verify(token: string): Promise<TokenResult> {
+    let jose: JoseModule;
+    try {
+      jose = await this.#jose;
+    } catch (err) {
+      return fail('jwks-unavailable', `token checks are unavailable: ${errorMessage(err)}`);
+    }
+
     // Refuse the algorithm before touching keys: `none` and HMAC tokens must
     // never reach a verifier that could treat a public key as a secret.
     let alg: unknown;
     try {
-      alg = decodeProtectedHeader(token).alg;
+      alg = jose.decodeProtectedHeader(token).alg;
     } catch (err) {
       return fail('token-malformed', `token header is unreadable: ${errorMessage(err)}`);
     }
@@ -148,20 +158,20 @@ export class TokenVerifier {
       return { ok: true, claims: known.claims };
     }
 
-    let result = await this.#check(token, loaded.keys);
+    let result = await this.#check(jose, token, loaded.keys);
     if (!result.ok && result.reason === 'unknown-key' && this.#mayRefresh(nowMs)) {
       // Issuers publish a new key before signing with it; one reload finds it.
       // Tokens with made-up key ids cause at most one reload per interval.
       this.#lastKidRefreshMs = nowMs;
       await this.#reload(nowMs);
-      result = await this.#check(token, this.#loaded.keys);
+      result = await this.#check(jose, token, this.#loaded.keys);
     }
-    if (result.ok) this.#remember(token, result.claims);
+    if (result.ok) this.#remember(jose, token, result.claims);
     return result;
   }
 
-  #remember(token: string, claims: TokenClaims): void {
-    const payload = decodeJwt(token);
+  #remember(jose: JoseModule, token: string, claims: TokenClaims): void {
+    const payload = jose.decodeJwt(token);
     if (typeof payload.exp !== 'number' || !this.#loaded) return;
     if (this.#verified.size >= MAX_VERIFIED_TOKENS) this.#verified.clear();
     this.#verified.set(token, {
@@ -193,6 +203,7 @@ export class TokenVerifier {
 
   async #load(nowMs: number): Promise<void> {
     try {
+      const { createLocalJWKSet } = await this.#jose;
       const set = await this.#readKeySet();
       if (!Array.isArray((set as { keys?: unknown }).keys))
         throw new Error('not a JWKS: no keys list');
@@ -217,9 +228,9 @@ export class TokenVerifier {
     return (await res.json()) as JSONWebKeySet;
   }
 
-  async #check(token: string, keys: JWTVerifyGetKey): Promise<TokenResult> {
+  async #check(jose: JoseModule, token: string, keys: JWTVerifyGetKey): Promise<TokenResult> {
     try {
-      const { payload } = await jwtVerify(token, keys, {
+      const { payload } = await jose.jwtVerify(token, keys, {
         algorithms: [...ACCESS_TOKEN_ALGORITHMS],
         issuer: this.jwt.issuer,
         audience: [...this.jwt.audience],
@@ -229,12 +240,23 @@ export class TokenVerifier {
       });
       return { ok: true, claims: readClaims(payload as Record<string, unknown>) };
     } catch (err) {
-      return classify(err);
+      return classify(jose.errors, err);
     }
   }
 }
 
-function classify(err: unknown): TokenResult {
+/** Loads the JOSE library once per process; every verifier shares the one load. */
+function loadJose(): Promise<JoseModule> {
+  if (joseLoading === undefined) {
+    joseLoading = import('jose');
+    // A failed load is reported by each `verify` (fail closed); this keeps it
+    // from also counting as an unhandled rejection before anyone awaits it.
+    joseLoading.catch(() => undefined);
+  }
+  return joseLoading;
+}
+
+function classify(errors: JoseModule['errors'], err: unknown): TokenResult {
   if (err instanceof errors.JWTExpired) return fail('token-expired', 'token has expired');
   if (err instanceof errors.JWTClaimValidationFailed) {
     switch (err.claim) {

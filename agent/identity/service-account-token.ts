@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { decodeJwt } from 'jose';
+
 import { PalisadeError, errorMessage } from '../../certs/errors.js';
 import { workloadId } from '../../certs/spiffe-id.js';
 
@@ -36,7 +36,7 @@ export function readServiceAccountToken(path: string): string {
 export function spiffeIdFromServiceAccountToken(token: string, trustDomain: string): string {
   let subject: unknown;
   try {
-    subject = decodeJwt(token).sub;
+    subject = jwtPayloadOf(token)['sub'];
   } catch (err) {
     throw new PalisadeError('TOKEN_MALFORMED', 'service-account token is not a JWT', {
       cause: err,
@@ -50,4 +50,21 @@ export function spiffeIdFromServiceAccountToken(token: string, trustDomain: stri
     );
   }
   return workloadId(trustDomain, match[1] as string, match[2] as string);
+}
+
+// A compact JWS is `header.payload.signature`, each part base64url; the
+// payload is a JSON object. Decoding it needs no JOSE library (the agent
+// would load one only for this), and nothing here is trusted: the CA verifies.
+function jwtPayloadOf(token: string): Record<string, unknown> {
+  const parts = token.split('.');
+  if (parts.length !== 3 || !/^[\w-]+$/.test(parts[1] ?? '')) {
+    throw new Error('not a compact JWS of three base64url parts');
+  }
+  const payload: unknown = JSON.parse(
+    Buffer.from(parts[1] as string, 'base64url').toString('utf8'),
+  );
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+    throw new Error('JWT payload is not a JSON object');
+  }
+  return payload as Record<string, unknown>;
 }

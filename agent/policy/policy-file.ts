@@ -1,7 +1,5 @@
-import { parseDocument } from 'yaml';
-
+import { invalidPolicy, readYamlValue } from '../../certs/policy/index.js';
 import { checkHttpSection, type HttpSection } from './http-section.js';
-import { invalidPolicy } from '../../certs/policy/index.js';
 import { checkWorkloadPolicy, type WorkloadPolicy } from './workload-policy.js';
 
 /** Largest policy file accepted, in bytes. */
@@ -32,14 +30,7 @@ export function parsePolicyDocument(
     throw invalidPolicy(source, [`file is larger than ${MAX_POLICY_FILE_BYTES} bytes`]);
   }
 
-  const doc = parseDocument(text);
-  if (doc.errors.length > 0) {
-    throw invalidPolicy(
-      source,
-      doc.errors.map((e) => `not valid YAML or JSON: ${firstLine(e.message)}`),
-    );
-  }
-  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  const value = readYamlValue(text, source);
   if (value === null || value === undefined) {
     throw invalidPolicy(source, ['document is empty (write {} for the mesh default)']);
   }
@@ -64,8 +55,4 @@ export function parsePolicyDocument(
     throw invalidPolicy(source, problems);
   }
   return Object.freeze({ policy: result.policy, http: http?.section });
-}
-
-function firstLine(message: string): string {
-  return message.split('\n', 1)[0] ?? message;
 }

@@ -1,6 +1,8 @@
 // The policy both planes share: identity patterns and the mesh policy
 // document the CA holds and pushes to every agent. Pure: parsing and
-// validation only; the agent's decisions live in agent/policy/.
+// validation only; the agent's decisions live in agent/policy/. The YAML
+// parser loads only when a YAML or JSON text is first parsed (yaml-value.ts):
+// checking a policy that arrived as a value needs none of it.
 export { compilePattern, hasPrefixAt, type IdentityPattern } from './identity-pattern.js';
 export {
   checkMeshPolicy,
@@ -10,7 +12,6 @@ export {
   MESH_DEFAULTS,
   MODES,
   OPEN_MESH_DOCUMENT,
-  parseMeshPolicyText,
   type MeshDefault,
   type MeshDenyRule,
   type MeshPolicy,
@@ -18,4 +19,6 @@ export {
   type MeshPolicyResult,
   type Mode,
 } from './mesh-policy.js';
+export { parseMeshPolicyText } from './mesh-policy-text.js';
 export { invalidPolicy, PolicyError, type PolicyErrorCode } from './policy-error.js';
+export { readYamlValue } from './yaml-value.js';

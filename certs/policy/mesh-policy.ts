@@ -1,9 +1,6 @@
-import { parseDocument } from 'yaml';
-
 import { formatDurationSeconds, parseDurationSeconds } from '../duration.js';
 import { errorMessage } from '../errors.js';
 import { compilePattern, type IdentityPattern } from './identity-pattern.js';
-import { invalidPolicy } from './policy-error.js';
 
 /** Inbound modes: `strict` accepts only mTLS, `permissive` also plaintext (for migrations). */
 export const MODES = ['strict', 'permissive'] as const;
@@ -77,31 +74,6 @@ export const OPEN_MESH_DOCUMENT: Readonly<MeshPolicyDocument> = Object.freeze({
 
 const KNOWN_KEYS = ['mode', 'default', 'deny', 'maxCertTtl'];
 const RULE_KEYS = ['from', 'to', 'except'];
-
-/**
- * Parses a mesh policy document, YAML or JSON, as an operator writes it.
- * Throws PolicyError POLICY_INVALID naming every problem, `source` included;
- * an empty document is refused (write `{}` for the open policy).
- */
-export function parseMeshPolicyText(text: string, source: string, trustDomain: string): MeshPolicy {
-  if (Buffer.byteLength(text, 'utf8') > MAX_MESH_POLICY_BYTES) {
-    throw invalidPolicy(source, [`document is larger than ${MAX_MESH_POLICY_BYTES} bytes`]);
-  }
-  const doc = parseDocument(text);
-  if (doc.errors.length > 0) {
-    throw invalidPolicy(
-      source,
-      doc.errors.map((e) => `not valid YAML or JSON: ${e.message.split('\n', 1)[0]}`),
-    );
-  }
-  const value: unknown = doc.toJS({ maxAliasCount: 100 });
-  if (value === null || value === undefined) {
-    throw invalidPolicy(source, ['document is empty (write {} for the open mesh policy)']);
-  }
-  const result = checkMeshPolicy(value, trustDomain);
-  if (!result.ok) throw invalidPolicy(source, result.problems);
-  return result.policy;
-}
 
 /**
  * Validates and compiles a mesh policy document already parsed into a value

@@ -1,9 +1,10 @@
 import { createHash, sign, type KeyObject } from 'node:crypto';
-import forge from 'node-forge';
 
 import { contentOf, expectTag, readChildren, readWhole, TAG } from './der-reader.js';
+import { encodeOid } from './oid.js';
 
-const { asn1 } = forge;
+/** UTF8String, the type every Name attribute value is written as. */
+const UTF8_STRING = 0x0c;
 
 const oidCache = new Map<string, Buffer>();
 
@@ -64,17 +65,11 @@ export function derTlv(tag: number, parts: readonly Buffer[]): Buffer {
   return Buffer.concat([header, ...parts]);
 }
 
-/** DER-encodes a node-forge ASN.1 tree into a Buffer. */
-export function derOf(node: forge.asn1.Asn1): Buffer {
-  return Buffer.from(asn1.toDer(node).getBytes(), 'latin1');
-}
-
 /** Encodes an OBJECT IDENTIFIER element (memoised: the same few OIDs recur). */
 export function oidDer(oid: string): Buffer {
   let der = oidCache.get(oid);
   if (der === undefined) {
-    const bytes = asn1.oidToDer(oid).getBytes();
-    der = derOf(asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, bytes));
+    der = derTlv(TAG.OID, [encodeOid(oid, 'CERT_MALFORMED')]);
     oidCache.set(oid, der);
   }
   return der;
@@ -83,24 +78,22 @@ export function oidDer(oid: string): Buffer {
 /** Encodes an X.501 Name, one RDN per attribute, values as UTF8String. */
 export function nameDer(attributes: readonly (readonly [oid: string, value: string])[]): Buffer {
   const rdns = attributes.map(([oid, value]) =>
-    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SET, true, [
-      asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
-        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(oid).getBytes()),
-        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.UTF8, false, forge.util.encodeUtf8(value)),
-      ]),
+    derTlv(TAG.SET, [
+      derTlv(TAG.SEQUENCE, [oidDer(oid), derTlv(UTF8_STRING, [Buffer.from(value, 'utf8')])]),
     ]),
   );
-  return derOf(asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, rdns));
+  return derTlv(TAG.SEQUENCE, rdns);
 }
 
 /** Encodes a Time: UTCTime before 2050, GeneralizedTime from 2050 on (RFC 5280 4.1.2.5). */
 export function timeDer(date: Date): Buffer {
-  // Whole seconds only: RFC 5280 forbids fractional seconds.
-  const seconds = new Date(Math.floor(date.getTime() / 1000) * 1000);
-  if (seconds.getUTCFullYear() < 2050) {
-    return derTlv(TAG.UTC_TIME, [Buffer.from(asn1.dateToUtcTime(seconds), 'latin1')]);
+  // Whole seconds only, as RFC 5280 forbids fractions: of the UTC form
+  // `YYYY-MM-DDTHH:MM:SS.sssZ`, keep the digits up to the seconds.
+  const digits = date.toISOString().slice(0, 19).replace(/\D/g, '');
+  if (date.getUTCFullYear() < 2050) {
+    return derTlv(TAG.UTC_TIME, [Buffer.from(`${digits.slice(2)}Z`, 'latin1')]);
   }
-  return derTlv(TAG.GENERALIZED_TIME, [Buffer.from(asn1.dateToGeneralizedTime(seconds), 'latin1')]);
+  return derTlv(TAG.GENERALIZED_TIME, [Buffer.from(`${digits}Z`, 'latin1')]);
 }
 
 /** Encodes an INTEGER from unsigned big-endian magnitude bytes. */

@@ -1,6 +1,5 @@
-import forge from 'node-forge';
-
 import { X509Error, type X509ErrorCode } from './errors.js';
+import { decodeOid } from './oid.js';
 
 /** One DER element located inside a buffer, without copying its bytes. */
 export interface DerElement {
@@ -112,11 +111,7 @@ export function contentOf(element: DerElement): Buffer {
 
 /** Decodes an OBJECT IDENTIFIER element to dotted form. */
 export function readOid(element: DerElement | undefined, code: X509ErrorCode): string {
-  const content = contentOf(expectTag(element, TAG.OID, code));
-  if (content.length === 0 || (content[content.length - 1] as number) & 0x80) {
-    throw new X509Error(code, 'truncated OID');
-  }
-  return forge.asn1.derToOid(content.toString('latin1'));
+  return decodeOid(contentOf(expectTag(element, TAG.OID, code)), code);
 }
 
 /** Decodes a UTCTime or GeneralizedTime element (RFC 5280 4.1.2.5 forms, `Z` only). */

@@ -1,7 +1,8 @@
 // The trust plane's X.509 toolkit: keys, certificates, CSRs, CRLs and SVID
-// chain checks. ASN.1 is built and read with node-forge and raw DER; keys,
-// signing and verifying stay in Node's crypto. It depends on nothing in
-// agent/ and on nothing in certs/ beyond errors.ts and spiffe-id.ts.
+// chain checks. DER is written and read by the small codec here, with no
+// ASN.1 library, so the agent's CSR path stays light; keys, signing and
+// verifying stay in Node's crypto. It depends on nothing in agent/ and on
+// nothing in certs/ beyond errors.ts and spiffe-id.ts.
 
 export {
   createIntermediateCertificate,

@@ -6,9 +6,11 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import forge from 'node-forge';
 import t from 'tap';
 
 import {
@@ -17,7 +19,9 @@ import {
   KEY_USAGE_BIT,
   nameDer,
   OID,
+  oidDer,
   subjectAltNameDer,
+  timeDer,
 } from '../../../certs/x509/asn1.js';
 import { buildCertificate, issuerSigning } from '../../../certs/x509/certificate.js';
 import {
@@ -42,12 +46,16 @@ import {
   type KeyPair,
   type KeyType,
 } from '../../../certs/x509/index.js';
+import { decodeOid, encodeOid } from '../../../certs/x509/oid.js';
 import { spkiOf } from '../../../certs/x509/spki.js';
 
 const OPENSSL = '/usr/bin/openssl';
 const TD = 'example.org';
 const WORKLOAD_ID = `spiffe://${TD}/ns/shop/sa/web`;
 const CLIENT_ID = `spiffe://${TD}/ns/shop/sa/cart`;
+/** Closes one group's lines in the module probe's log. */
+const GROUP_END = 'group-end';
+const LONG_ID = `spiffe://${TD}/ns/${'n'.repeat(63)}/sa/${'s'.repeat(200)}`;
 
 interface Pki {
   rootKey: KeyPair;
@@ -230,20 +238,26 @@ for (const caType of KEY_TYPES) {
 
     t.test('CSR made by createCsr passes openssl req -verify and parseCsr', async (t) => {
       const dir = t.testdir();
-      for (const type of KEY_TYPES) {
-        const csr = createCsr({ key: pki.leafKeys[type], spiffeId: WORKLOAD_ID });
-        const out = openssl(['req', '-verify', '-noout', '-in', write(dir, `${type}.csr`, csr)]);
-        t.pass(`openssl accepted ${type} CSR${out}`);
-        const parsed = parseCsr(csr);
-        t.equal(parsed.keyType, type);
-        t.same(parsed.uris, [WORKLOAD_ID]);
-        t.equal(
-          parsed.dnsNames.length +
-            parsed.ipAddresses.length +
-            parsed.emails.length +
-            parsed.otherSanCount,
-          0,
-        );
+      // The long ID pushes the SAN, the extension request and the request
+      // info past 127 and 255 bytes, so every DER length form is written.
+      for (const spiffeId of [WORKLOAD_ID, LONG_ID]) {
+        for (const type of KEY_TYPES) {
+          const csr = createCsr({ key: pki.leafKeys[type], spiffeId });
+          const path = write(dir, `${type}-${spiffeId.length}.csr`, csr);
+          const text = openssl(['req', '-verify', '-noout', '-text', '-in', path]);
+          t.match(text, `URI:${spiffeId}`, `openssl reads the ${type} CSR's URI SAN`);
+          t.match(text, /Subject: O\s?=\s?Palisade/);
+          const parsed = parseCsr(csr);
+          t.equal(parsed.keyType, type);
+          t.same(parsed.uris, [spiffeId]);
+          t.equal(
+            parsed.dnsNames.length +
+              parsed.ipAddresses.length +
+              parsed.emails.length +
+              parsed.otherSanCount,
+            0,
+          );
+        }
       }
     });
 
@@ -351,6 +365,97 @@ t.test('encodes times from 2050 on as GeneralizedTime', async (t) => {
     new Date(new X509Certificate(root.pem).validTo).toISOString(),
     '2050-01-03T00:00:00.000Z',
   );
+});
+
+t.test('DER writer', async (t) => {
+  // node-forge stays the CA-side reference: the writer must emit exactly the
+  // bytes forge's ASN.1 builder did, so certificates and CRLs are unchanged.
+  const { asn1 } = forge;
+  const forgeDer = (node: forge.asn1.Asn1) => Buffer.from(asn1.toDer(node).getBytes(), 'latin1');
+  const universal = (type: number, value: string | forge.asn1.Asn1[]) =>
+    asn1.create(asn1.Class.UNIVERSAL, type, Array.isArray(value), value);
+
+  t.test('writes OIDs byte for byte as node-forge does', async (t) => {
+    for (const oid of [...Object.values(OID), '2.999.3', '1.3.6.1.4.1.311.21.20', '0.39']) {
+      const expected = forgeDer(universal(asn1.Type.OID, asn1.oidToDer(oid).getBytes()));
+      t.same(oidDer(oid), expected, oid);
+    }
+  });
+
+  t.test('writes Names byte for byte as node-forge does, UTF-8 included', async (t) => {
+    const attributes: [string, string][] = [
+      [OID.organizationName, 'Palisade'],
+      [OID.commonName, 'Zürich ☃ '.repeat(20)],
+    ];
+    const expected = forgeDer(
+      universal(
+        asn1.Type.SEQUENCE,
+        attributes.map(([oid, value]) =>
+          universal(asn1.Type.SET, [
+            universal(asn1.Type.SEQUENCE, [
+              universal(asn1.Type.OID, asn1.oidToDer(oid).getBytes()),
+              universal(asn1.Type.UTF8, forge.util.encodeUtf8(value)),
+            ]),
+          ]),
+        ),
+      ),
+    );
+    t.same(nameDer(attributes), expected);
+  });
+
+  t.test('writes times byte for byte as node-forge does, in whole seconds', async (t) => {
+    for (const iso of [
+      '1999-01-02T03:04:05.999Z',
+      '2026-12-03T16:59:59.001Z',
+      '2049-12-31T23:59:59.999Z',
+      '2050-01-01T00:00:00.000Z',
+      '2101-07-08T09:10:11.500Z',
+    ]) {
+      const date = new Date(iso);
+      const whole = new Date(Math.floor(date.getTime() / 1000) * 1000);
+      const expected =
+        date.getUTCFullYear() < 2050
+          ? forgeDer(universal(asn1.Type.UTCTIME, asn1.dateToUtcTime(whole)))
+          : forgeDer(universal(asn1.Type.GENERALIZEDTIME, asn1.dateToGeneralizedTime(whole)));
+      t.same(timeDer(date), expected, iso);
+    }
+  });
+});
+
+t.test('OID codec', async (t) => {
+  t.test('decodes what it encodes, arcs past 2^53 included', async (t) => {
+    // A UUID OID (X.667): its arc is a 128-bit number.
+    const uuidOid = '2.25.329800735698586629295641978511506172918';
+    for (const oid of [...Object.values(OID), '0.0', '1.39', '2.40', '2.999.1', uuidOid]) {
+      t.equal(decodeOid(encodeOid(oid, 'CERT_MALFORMED'), 'CERT_MALFORMED'), oid, oid);
+    }
+  });
+
+  t.test('refuses malformed OID content with the caller code', async (t) => {
+    const bad = [
+      Buffer.alloc(0),
+      Buffer.from([0x2a, 0x86]),
+      Buffer.from([0x2a, 0x80, 0x01]),
+      Buffer.from([0x80, 0x2a]),
+    ];
+    for (const content of bad) {
+      t.equal(
+        codeOf(() => decodeOid(content, 'CSR_MALFORMED')),
+        'CSR_MALFORMED',
+        content.toString('hex'),
+      );
+    }
+  });
+
+  t.test('refuses dotted strings that are not OIDs', async (t) => {
+    for (const oid of ['', '1', '3.1', '1.40', '0.1.', '1.2.x', '1.02']) {
+      t.equal(
+        codeOf(() => encodeOid(oid, 'CERT_MALFORMED')),
+        'CERT_MALFORMED',
+        oid,
+      );
+    }
+  });
 });
 
 t.test('mutual TLS 1.3 between an EC and an RSA leaf of one chain', async (t) => {
@@ -640,3 +745,76 @@ t.test('serialHexOf normalises foreign serials', async (t) => {
     t.equal(serialHexOf(new X509Certificate(pem)), hex);
   }
 });
+
+t.test('modules the agent loads', async (t) => {
+  // A fresh process imports the modules the agent builds identity, policy and
+  // HTTP checks from, then its composition root, and lists every package
+  // each step resolved: the module hook sees ESM and CommonJS alike.
+  const [ownModules, agentPath] = packagesLoadedBy([
+    [
+      'certs/x509/index.ts',
+      'certs/policy/index.ts',
+      'agent/identity/index.ts',
+      'agent/policy/index.ts',
+      'agent/http/index.ts',
+    ],
+    ['agent/app.ts'],
+  ]);
+
+  t.test('the agent process path never loads node-forge', async (t) => {
+    t.ok(agentPath?.includes('@grpc/grpc-js'), 'the probe sees packages the agent does load');
+    t.notOk(agentPath?.includes('node-forge'), 'CSRs and certificate reads use the DER codec');
+  });
+
+  t.test('identity, policy and HTTP modules load no ASN.1, JOSE or YAML library', async (t) => {
+    for (const name of ['node-forge', 'jose', 'yaml']) {
+      t.notOk(ownModules?.includes(name), `${name} loads only when first needed`);
+    }
+  });
+});
+
+/**
+ * Imports each group of modules (repo-relative paths) in turn in one fresh
+ * process and returns, per group, the package names resolved so far.
+ */
+function packagesLoadedBy(groups: readonly (readonly string[])[]): string[][] {
+  const dir = mkdtempSync(join(tmpdir(), 'palisade-modules-'));
+  try {
+    const log = join(dir, 'resolved.txt');
+    const hook = `import { appendFileSync } from 'node:fs';
+      let log;
+      export function initialize(data) { log = data.log; }
+      export async function resolve(specifier, context, next) {
+        const resolved = await next(specifier, context);
+        appendFileSync(log, resolved.url + '\\n');
+        return resolved;
+      }`;
+    const urls = groups.map((group) =>
+      group.map((path) => new URL(`../../../${path}`, import.meta.url).href),
+    );
+    // Each group's imports have all resolved once its awaits return, so the
+    // end marker written then closes that group's lines.
+    const script = `import { appendFileSync } from 'node:fs';
+      import { register } from 'node:module';
+      register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}), {
+        data: { log: ${JSON.stringify(log)} },
+      });
+      for (const group of ${JSON.stringify(urls)}) {
+        for (const url of group) await import(url);
+        appendFileSync(${JSON.stringify(log)}, '${GROUP_END}\\n');
+      }`;
+    execFileSync(process.execPath, [...process.execArgv, '--input-type=module', '--eval', script], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const names = new Set<string>();
+    const perGroup: string[][] = [];
+    for (const line of readFileSync(log, 'utf8').split('\n')) {
+      if (line === GROUP_END) perGroup.push([...names].sort());
+      const match = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(line);
+      if (match) names.add(match[1] as string);
+    }
+    return perGroup;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
