@@ -13,16 +13,14 @@ import type * as pb from '../../proto/index.js';
 import { loadCaCommonConfig } from '../config/ca-config.js';
 import { withAdmin, type CommonFlags } from './ca-admin.js';
 import type { CaCommandDeps } from './ca-command.js';
+import { formatJson, formatTable, isoOf } from './output.js';
 import {
   eventJsonLine,
   formatEventLine,
-  formatJson,
   formatPolicy,
-  formatTable,
-  isoOf,
   policyJson,
   summarisePolicy,
-} from './output.js';
+} from './policy-output.js';
 
 /** Registers `palisade ca policy set|get|history` and `palisade ca events` under `ca`. */
 export function registerCaPolicyCommands(
