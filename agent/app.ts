@@ -14,7 +14,12 @@ import { IdentityManager, type TrustSnapshot, type WorkloadCredential } from './
 import { InboundProxy } from './inbound/index.js';
 import { CidrSet, loadOriginalDstReader, parseCidr } from './intercept/index.js';
 import { createAgentMetrics } from './metrics.js';
-import { ExplicitUpstreams, PeerDialer, TransparentOutbound } from './outbound/index.js';
+import {
+  ExplicitUpstreams,
+  PeerDialer,
+  PeerSessions,
+  TransparentOutbound,
+} from './outbound/index.js';
 import {
   judgesPort,
   openWorkloadSource,
@@ -134,7 +139,27 @@ export async function startAgent(
   policy = policyState;
 
   const trustFacts = () => identity.trust;
-  const dialer = new PeerDialer({ tls: tlsHolder, trust: trustFacts, trustDomain });
+  const dialContext = { tls: tlsHolder, trust: trustFacts, trustDomain };
+  const outboundLog = log.child({ component: 'outbound' });
+  const dialer = new PeerSessions({
+    dialer: new PeerDialer(dialContext),
+    context: dialContext,
+    isMuxOn: config.peer.isMuxOn,
+    onSessionCount: (open) => metrics.muxSessions.set({ direction: 'outbound' }, open),
+    onProtocolError: (err, target) => {
+      metrics.muxProtocolErrors.inc({ direction: 'outbound', reason: err.reason });
+      outboundLog.warn(
+        {
+          event: 'mux.protocol_error',
+          direction: 'outbound',
+          target,
+          reason: err.reason,
+          detail: err.message,
+        },
+        'mux protocol error',
+      );
+    },
+  });
   const refreshTls = (
     credential: WorkloadCredential | undefined,
     trust: TrustSnapshot | undefined,
@@ -180,6 +205,7 @@ export async function startAgent(
       tls: tlsHolder,
       trust: trustFacts,
       admit: (peerId) => policyState.admit(peerId),
+      recheck: (peerId) => policyState.explain(peerId),
       live,
       log: log.child({ component: 'inbound' }),
       metrics,
@@ -200,13 +226,13 @@ export async function startAgent(
             external: config.transparent.external,
             agentPorts: agentPorts(config),
           },
-          { dialer, live, log: log.child({ component: 'outbound' }), metrics, originalDst },
+          { dialer, live, log: outboundLog, metrics, originalDst },
         )
       : undefined;
   const upstreams = new ExplicitUpstreams(config.upstreams, {
     dialer,
     live,
-    log: log.child({ component: 'outbound' }),
+    log: outboundLog,
     metrics,
   });
 
@@ -288,6 +314,7 @@ export async function startAgent(
       inbound.destroyAll();
       upstreams.destroyAll();
       transparent?.destroyAll();
+      dialer.closeAll();
       httpStage.close();
       await feed?.stop(graceMs > 0 ? EVENT_FLUSH_ON_STOP_MS : 0);
       await identity.stop();

@@ -19,6 +19,9 @@ export interface AgentMetrics {
   httpDenials: Counter<'reason'>;
   meshPolicyVersion: Gauge;
   policyLayerDenials: Counter<'layer' | 'dry_run'>;
+  muxSessions: Gauge<'direction'>;
+  muxStreams: Counter<'direction'>;
+  muxProtocolErrors: Counter<'direction' | 'reason'>;
 }
 
 /** The event feed's counts as the metrics read them at each scrape. */
@@ -122,6 +125,24 @@ export function createAgentMetrics(
       name: 'palisade_agent_policy_layer_denials_total',
       help: 'Inbound peers refused (or, in dry run, that would be) by the deciding layer: mesh, workload, default.',
       labelNames: ['layer', 'dry_run'],
+      registers,
+    }),
+    muxSessions: new Gauge({
+      name: 'palisade_agent_mux_sessions',
+      help: 'Multiplexed mutual-TLS sessions between agents open now, by direction.',
+      labelNames: ['direction'],
+      registers,
+    }),
+    muxStreams: new Counter({
+      name: 'palisade_agent_mux_streams_total',
+      help: 'Application connections carried as streams of a multiplexed session, by direction.',
+      labelNames: ['direction'],
+      registers,
+    }),
+    muxProtocolErrors: new Counter({
+      name: 'palisade_agent_mux_protocol_errors_total',
+      help: 'Multiplexed sessions closed because the peer broke the protocol, by reason.',
+      labelNames: ['direction', 'reason'],
       registers,
     }),
   };

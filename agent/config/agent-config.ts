@@ -61,6 +61,7 @@ export interface AgentFlags {
   httpRules?: string;
   httpPorts?: string;
   eventsQueueSize?: string;
+  peerMux?: string;
 }
 
 /** The flag that carries each http setting, as problems name it. */
@@ -102,6 +103,14 @@ export interface AgentConfig {
     readonly http: HttpSection | undefined;
   };
   readonly upstreams: readonly UpstreamSpec[];
+  /** How application connections travel to peer agents. */
+  readonly peer: {
+    /**
+     * Many connections as streams over one mutual-TLS session per peer
+     * (`palisade-mux/1`, negotiated by ALPN); off: one TLS connection each.
+     */
+    readonly isMuxOn: boolean;
+  };
   /** Transparent interception, on when --outbound-listen or --mesh-cidrs is given. */
   readonly transparent:
     | {
@@ -264,6 +273,9 @@ export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
       return n;
     },
   );
+  const peerMux = pick('peerMux', flags.peerMux) ?? 'on';
+  if (peerMux !== 'on' && peerMux !== 'off')
+    problems.add('--peer-mux', peerMux, 'must be on or off');
   const logLevel = pick('logLevel', flags.logLevel) ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
     problems.add('--log-level', logLevel, `must be one of ${LOG_LEVELS.join(', ')}`);
@@ -292,6 +304,7 @@ export function loadAgentConfig(flags: AgentFlags, env: Env): AgentConfig {
       http,
     },
     upstreams,
+    peer: { isMuxOn: peerMux === 'on' },
     transparent: isTransparent
       ? {
           listen: outboundListen as HostPort,

@@ -49,6 +49,7 @@ export const ENV_BY_FLAG = {
   httpRules: 'PALISADE_HTTP_RULES',
   httpPorts: 'PALISADE_HTTP_PORTS',
   eventsQueueSize: 'PALISADE_EVENTS_QUEUE_SIZE',
+  peerMux: 'PALISADE_PEER_MUX',
 } as const;
 
 /** Environment as the loaders see it. */

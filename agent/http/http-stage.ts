@@ -7,7 +7,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 import type { HostPort } from '../../certs/host-port.js';
 import type { Logger } from '../../certs/log.js';
@@ -67,7 +67,7 @@ export class HttpStage {
     keepAlive: true,
     maxFreeSockets: UPSTREAM_MAX_FREE_SOCKETS,
   });
-  private readonly connections = new WeakMap<Socket, HttpConnection>();
+  private readonly connections = new WeakMap<Duplex, HttpConnection>();
   private section: HttpSection | undefined;
   private verifierInUse: TokenVerifier | undefined;
 
@@ -112,7 +112,7 @@ export class HttpStage {
   }
 
   /** Serves HTTP on `socket` until it closes; `onClose` runs once it has. */
-  serve(socket: Socket, conn: HttpConnection, onClose: () => void): void {
+  serve(socket: Duplex, conn: HttpConnection, onClose: () => void): void {
     this.connections.set(socket, conn);
     socket.once('close', onClose);
     this.server.emit('connection', socket);

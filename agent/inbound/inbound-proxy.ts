@@ -1,4 +1,5 @@
 import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import {
   createServer as createTlsServer,
   type Server as TlsServer,
@@ -7,8 +8,17 @@ import {
 import { formatHostPort, listenOn, type HostPort } from '../../certs/host-port.js';
 import type { Logger } from '../../certs/log.js';
 import type { Direction, AgentMetrics } from '../metrics.js';
+import {
+  GoawayCode,
+  MUX_ALPN,
+  MuxSession,
+  ResetCode,
+  type MuxProtocolError,
+  type MuxStream,
+} from '../mux/index.js';
 import { splice } from '../net/index.js';
 import type { Decision, Mode } from '../policy/index.js';
+import { readmitStreamPeer, type VerifiedPeer } from './stream-admission.js';
 import {
   ChainCache,
   failureOfRejection,
@@ -55,9 +65,9 @@ export interface RequestStage {
    * request; the others are spliced raw.
    */
   judges(appPort: number): boolean;
-  /** Takes over `socket`; `onClose` runs once it has closed. */
+  /** Takes over `socket` (a TLS socket or a mux stream); `onClose` runs once it has closed. */
   serve(
-    socket: Socket,
+    socket: Duplex,
     conn: { peerId: string | undefined; app: HostPort; connId: number },
     onClose: () => void,
   ): void;
@@ -68,6 +78,11 @@ export interface InboundDeps {
   tls: TlsContextHolder;
   trust: () => TrustFacts | undefined;
   admit: (peerId: string) => Decision;
+  /**
+   * Decides a peer without counting or logging: each new stream of a mux
+   * session is checked again with it, so a session outlives no policy change.
+   */
+  recheck: (peerId: string) => Decision;
   live: LiveConnections;
   log: Logger;
   metrics: AgentMetrics;
@@ -91,6 +106,8 @@ export class InboundProxy {
   private tlsServer: TlsServer | undefined;
   private readonly chains = new ChainCache();
   private readonly sockets = new Set<Socket>();
+  private readonly sessions = new Set<MuxSession>();
+  private streamCount = 0;
   private unsubscribe: (() => void) | undefined;
   private boundPort = 0;
 
@@ -112,6 +129,9 @@ export class InboundProxy {
       rejectUnauthorized: false,
       handshakeTimeout: this.options.handshakeTimeoutMs,
       allowHalfOpen: true,
+      // A dialer offering it gets one session for many application
+      // connections; one offering no ALPN gets one connection per TLS session.
+      ALPNProtocols: [MUX_ALPN],
     });
     tlsServer.on('secureConnection', (socket) => this.onSecure(socket));
     tlsServer.on('tlsClientError', (err, socket) => {
@@ -128,9 +148,13 @@ export class InboundProxy {
     return this.boundPort;
   }
 
-  /** Stops accepting; live connections go on. */
+  /**
+   * Stops accepting; live connections go on. Mux sessions take no new
+   * streams (the dialer is told by GOAWAY) and close with their last one.
+   */
   stopAccepting(): Promise<void> {
     this.unsubscribe?.();
+    for (const session of this.sessions) session.drain();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
@@ -139,9 +163,13 @@ export class InboundProxy {
     for (const socket of this.sockets) socket.destroy();
   }
 
-  /** How many raw connections are open (handshaking or proxied). */
+  /**
+   * How many connections are open: raw connections (handshaking or proxied)
+   * and the streams of mux sessions, not the sessions themselves, so an idle
+   * session does not hold up a drain.
+   */
   get openConnections(): number {
-    return this.sockets.size;
+    return this.sockets.size - this.sessions.size + this.streamCount;
   }
 
   private onConnection(socket: Socket): void {
@@ -239,6 +267,10 @@ export class InboundProxy {
       socket.destroy();
       return;
     }
+    if (socket.alpnProtocol === MUX_ALPN) {
+      this.serveSession(socket, raw, verdict);
+      return;
+    }
     const stage = this.deps.requestStage;
     const appTarget = this.appTarget(raw);
     if (stage?.judges(appTarget.port)) {
@@ -251,6 +283,105 @@ export class InboundProxy {
     const { id: connId, remove } = this.deps.live.track(DIRECTION, verdict, [socket, app]);
     this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
     this.proxy(app, socket, connId, verdict.spiffeId, remove);
+  }
+
+  /**
+   * Serves a verified, admitted peer's mux session: each stream is one
+   * application connection, checked again against the current trust and
+   * policy, forwarded, tracked and counted as a connection is.
+   */
+  private serveSession(socket: TLSSocket, raw: Socket, verdict: VerifiedPeer): void {
+    const session = new MuxSession(socket, {
+      role: 'server',
+      onProtocolError: (err) => this.onProtocolError(err, verdict.spiffeId, socket),
+    });
+    this.sessions.add(session);
+    this.deps.metrics.muxSessions.inc({ direction: DIRECTION });
+    session.once('close', () => {
+      this.sessions.delete(session);
+      this.deps.metrics.muxSessions.dec({ direction: DIRECTION });
+    });
+    session.on('stream', (stream: MuxStream) => this.onStream(stream, session, raw, verdict));
+  }
+
+  private onStream(
+    stream: MuxStream,
+    session: MuxSession,
+    raw: Socket,
+    verdict: VerifiedPeer,
+  ): void {
+    this.streamCount++;
+    stream.once('close', () => this.streamCount--);
+    stream.on('error', () => stream.destroy());
+    this.deps.metrics.muxStreams.inc({ direction: DIRECTION });
+    const refusal = readmitStreamPeer(verdict, this.deps.trust(), {
+      trustDomain: this.options.trustDomain,
+      now: new Date(),
+      recheck: this.deps.recheck,
+    });
+    if (refusal) {
+      if (refusal.result === 'rejected') {
+        this.deps.metrics.peerRejections.inc({ direction: DIRECTION, reason: refusal.reason });
+      }
+      this.deps.metrics.connections.inc({ direction: DIRECTION, result: refusal.result });
+      this.deps.log.warn(
+        {
+          event: refusal.event,
+          direction: DIRECTION,
+          peer_id: verdict.spiffeId,
+          reason: refusal.reason,
+          detail: refusal.detail,
+        },
+        'session peer no longer admitted',
+      );
+      stream.reset(ResetCode.NOT_ADMITTED);
+      session.close(GoawayCode.NOT_ADMITTED);
+      return;
+    }
+    const target = this.streamTarget(raw, stream.port);
+    if (!target.ok) {
+      this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'rejected' });
+      this.deps.log.warn(
+        {
+          direction: DIRECTION,
+          peer_id: verdict.spiffeId,
+          reason: target.reason,
+          detail: target.detail,
+        },
+        'stream refused',
+      );
+      stream.reset(ResetCode.REFUSED);
+      return;
+    }
+    this.deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
+    const stage = this.deps.requestStage;
+    if (stage?.judges(target.addr.port)) {
+      const { id, remove } = this.deps.live.track(DIRECTION, verdict, [stream, session]);
+      this.serveRequests(stage, stream, target.addr, id, verdict.spiffeId, remove);
+      return;
+    }
+    const app = this.dialTarget(target.addr);
+    // Told apart from a reset by the application side, so the dialer can log why.
+    app.once('error', () => {
+      if (app.connecting) stream.reset(ResetCode.APP_UNREACHABLE);
+    });
+    const { id, remove } = this.deps.live.track(DIRECTION, verdict, [stream, app, session]);
+    this.proxy(app, stream, id, verdict.spiffeId, remove);
+  }
+
+  private onProtocolError(err: MuxProtocolError, peerId: string, socket: TLSSocket): void {
+    this.deps.metrics.muxProtocolErrors.inc({ direction: DIRECTION, reason: err.reason });
+    this.deps.log.warn(
+      {
+        event: 'mux.protocol_error',
+        direction: DIRECTION,
+        peer_id: peerId,
+        reason: err.reason,
+        detail: err.message,
+        remote: socket.remoteAddress,
+      },
+      'mux protocol error',
+    );
   }
 
   private acceptPlaintext(socket: Socket): void {
@@ -273,7 +404,7 @@ export class InboundProxy {
 
   private serveRequests(
     stage: RequestStage,
-    socket: Socket,
+    socket: Duplex & { bytesRead: number; bytesWritten: number },
     app: HostPort,
     connId: number,
     peerId: string | undefined,
@@ -302,7 +433,7 @@ export class InboundProxy {
 
   private proxy(
     app: Socket,
-    peer: Socket,
+    peer: Duplex,
     connId: number,
     peerId: string,
     remove: () => void,
@@ -365,6 +496,23 @@ export class InboundProxy {
     return { ok: true, addr: { host: '127.0.0.1', port } };
   }
 
+  /**
+   * Where a stream goes: the configured app address, or with interception
+   * the port its OPEN names (the original destination port the dialer saw),
+   * never one of the agent's own.
+   */
+  private streamTarget(
+    raw: Socket,
+    port: number,
+  ): { ok: true; addr: HostPort } | { ok: false; reason: string; detail: string } {
+    if (this.options.appAddr) return { ok: true, addr: this.options.appAddr };
+    if (port === 0) return { ok: true, addr: this.appTarget(raw) };
+    if (port === this.boundPort || this.options.agentPorts?.includes(port)) {
+      return { ok: false, reason: 'loop', detail: `stream port ${port} is the agent` };
+    }
+    return { ok: true, addr: { host: '127.0.0.1', port } };
+  }
+
   private appTarget(raw: Socket | undefined): HostPort {
     const target = (raw && appTargets.get(raw)) ?? this.options.appAddr;
     if (!target) throw new Error('no application target for an accepted connection');
@@ -372,7 +520,10 @@ export class InboundProxy {
   }
 
   private dialApp(raw: Socket | undefined): Socket {
-    const target = this.appTarget(raw);
+    return this.dialTarget(this.appTarget(raw));
+  }
+
+  private dialTarget(target: HostPort): Socket {
     const app = connect({
       host: target.host,
       port: target.port,

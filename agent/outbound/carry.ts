@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { errorCode, errorMessage } from '../../certs/errors.js';
 import type { Logger } from '../../certs/log.js';
 import type { AgentMetrics, Direction } from '../metrics.js';
@@ -9,7 +10,8 @@ import {
   type HandshakeFailure,
   type LiveConnections,
 } from '../tls/index.js';
-import { HandshakeFailedError, PeerRejectedError, type DialedPeer } from './dialer.js';
+import { HandshakeFailedError, PeerRejectedError } from './dialer.js';
+import type { PeerChannel } from './peer-sessions.js';
 
 const DIRECTION: Direction = 'outbound';
 
@@ -30,20 +32,28 @@ export interface CarryDeps {
  */
 export function carryToPeer(
   app: Socket,
-  dialed: Promise<DialedPeer>,
+  dialed: Promise<PeerChannel>,
   target: string,
   deps: CarryDeps,
 ): void {
   dialed.then(
     (peer) => {
-      deps.metrics.handshakeSeconds.observe({ direction: DIRECTION }, peer.handshakeMs / 1000);
+      const mux = peer.mux;
+      if (!mux || mux.isNewSession) {
+        deps.metrics.handshakeSeconds.observe({ direction: DIRECTION }, peer.handshakeMs / 1000);
+      }
+      if (mux) deps.metrics.muxStreams.inc({ direction: DIRECTION });
+      const channel: Duplex = mux ? mux.stream : peer.socket;
       if (app.destroyed) {
-        peer.socket.destroy();
+        channel.destroy();
         return;
       }
-      const { id, remove } = deps.live.track(DIRECTION, peer, [peer.socket, app]);
+      // A stream shares its session's peer: whatever closes it (revocation,
+      // lost trust, expiry) closes the session with every stream on it.
+      const closes = mux ? [channel, app, mux.session] : [channel, app];
+      const { id, remove } = deps.live.track(DIRECTION, peer, closes);
       deps.metrics.connections.inc({ direction: DIRECTION, result: 'allowed' });
-      pipeOutbound(app, peer.socket, { conn_id: id, peer_id: peer.spiffeId, target }, remove, deps);
+      pipeOutbound(app, channel, { conn_id: id, peer_id: peer.spiffeId, target }, remove, deps);
     },
     (err: unknown) => {
       const isRejected = err instanceof PeerRejectedError;
@@ -82,7 +92,7 @@ export function carryToPeer(
 /** Splices an outbound connection, keeping the gauges and byte counters and logging its end. */
 export function pipeOutbound(
   app: Socket,
-  peer: Socket,
+  peer: Duplex,
   fields: { conn_id?: number; peer_id: string; target: string },
   remove: () => void,
   deps: Omit<CarryDeps, 'live'>,

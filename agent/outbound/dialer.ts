@@ -98,14 +98,21 @@ export interface DialContext {
  * SVID of the trust domain, chaining to the bundle, unrevoked and, when
  * `expectedId` is given, exactly that identity. Rejects with
  * PeerRejectedError (verification), HandshakeFailedError (TLS failed after
- * the TCP connection was made) or PalisadeError DIAL_FAILED (network).
+ * the TCP connection was made) or PalisadeError DIAL_FAILED (network). With
+ * `offer.alpn` it offers those protocols; the socket's `alpnProtocol` says which
+ * the peer chose.
  */
 export class PeerDialer {
   private readonly sessions = new Map<string, CachedSession>();
 
   constructor(private readonly ctx: DialContext) {}
 
-  dial(host: string, port: number, expectedId?: string): Promise<DialedPeer> {
+  dial(
+    host: string,
+    port: number,
+    expectedId?: string,
+    offer: { alpn?: readonly string[] } = {},
+  ): Promise<DialedPeer> {
     const key = `${host}:${port}`;
     const started = performance.now();
     const timeoutMs = this.ctx.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
@@ -126,6 +133,8 @@ export class PeerDialer {
         checkServerIdentity: () => undefined,
         ...(isIP(host) ? {} : { servername: host }),
         ...(session ? { session: session.ticket } : {}),
+        // Without ALPN the peer serves one application connection per TLS connection.
+        ...(offer.alpn ? { ALPNProtocols: [...offer.alpn] } : {}),
         // Half-close passes through the proxy (Node supports it; the types omit it).
         allowHalfOpen: true,
       };

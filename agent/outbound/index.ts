@@ -9,6 +9,13 @@ export {
   type DialedPeer,
   type DialContext,
 } from './dialer.js';
+export {
+  DEFAULT_SESSION_IDLE_MS,
+  PeerSessions,
+  type PeerChannel,
+  type PeerLink,
+  type PeerSessionsDeps,
+} from './peer-sessions.js';
 export { ExplicitUpstreams, type UpstreamDeps, type UpstreamSpec } from './upstreams.js';
 export {
   TransparentOutbound,

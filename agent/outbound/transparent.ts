@@ -6,7 +6,7 @@ import type { Logger } from '../../certs/log.js';
 import type { AgentMetrics, Direction } from '../metrics.js';
 import type { LiveConnections } from '../tls/index.js';
 import { carryToPeer, pipeOutbound } from './carry.js';
-import type { PeerDialer } from './dialer.js';
+import type { PeerLink } from './peer-sessions.js';
 
 const DIRECTION: Direction = 'outbound';
 
@@ -24,7 +24,7 @@ export interface TransparentOptions {
 
 /** What the transparent listener needs from the composition root. */
 export interface TransparentDeps {
-  dialer: PeerDialer;
+  dialer: PeerLink;
   live: LiveConnections;
   log: Logger;
   metrics: AgentMetrics;

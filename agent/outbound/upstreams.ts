@@ -4,7 +4,7 @@ import type { Logger } from '../../certs/log.js';
 import type { AgentMetrics } from '../metrics.js';
 import type { LiveConnections } from '../tls/index.js';
 import { carryToPeer } from './carry.js';
-import type { PeerDialer } from './dialer.js';
+import type { PeerLink } from './peer-sessions.js';
 
 /** One explicit upstream: `LOCALPORT=HOST:PORT[@SPIFFE_ID]`. */
 export interface UpstreamSpec {
@@ -17,7 +17,7 @@ export interface UpstreamSpec {
 
 /** What explicit upstreams need from the composition root. */
 export interface UpstreamDeps {
-  dialer: PeerDialer;
+  dialer: PeerLink;
   live: LiveConnections;
   log: Logger;
   metrics: AgentMetrics;

@@ -446,3 +446,168 @@ t.test('a connection cap refuses connections beyond it and counts them', async (
     'the connections under the cap stay open',
   );
 });
+
+/** The value of the sample `name{labels}` in a Prometheus text exposition, 0 when absent. */
+function sample(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+const INBOUND_HANDSHAKES = 'palisade_agent_handshake_duration_seconds_count{direction="inbound"}';
+
+t.test('multiplexed peers: many app connections over one mutual-TLS session', async (t) => {
+  const app = await startEchoApp(t);
+  const pay = await startMeshAgent(t, env, caDir.dir, {
+    ns: 'shop',
+    sa: 'pay',
+    appPort: app.port,
+    flags: { allow: ['ns/jobs/sa/muxer'] },
+  });
+  const muxer = await startMeshAgent(t, env, caDir.dir, {
+    ns: 'jobs',
+    sa: 'muxer',
+    appPort: app.port,
+    flags: { upstream: [`0=127.0.0.1:${pay.inboundPort}@${pay.id}`] },
+  });
+  const handshakesBefore = sample(await pay.metrics(), INBOUND_HANDSHAKES);
+
+  await t.test('200 short app connections cost one TLS handshake', async (t) => {
+    for (let batch = 0; batch < 10; batch++) {
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, n) =>
+          roundTrip(muxer.upstreamPort(), Buffer.from(`call ${batch}.${n}`)),
+        ),
+      );
+      answers.forEach((a, n) => {
+        if (a.toString() !== `call ${batch}.${n}`) t.fail(`call ${batch}.${n} got ${a}`);
+      });
+    }
+    const payMetrics = await pay.metrics();
+    t.equal(sample(payMetrics, INBOUND_HANDSHAKES) - handshakesBefore, 1, 'one inbound handshake');
+    t.equal(sample(payMetrics, 'palisade_agent_mux_streams_total{direction="inbound"}'), 200);
+    t.equal(sample(payMetrics, 'palisade_agent_mux_sessions{direction="inbound"}'), 1);
+    t.equal(
+      sample(payMetrics, 'palisade_agent_connections_total{direction="inbound",result="allowed"}'),
+      200,
+      'each stream is counted as a connection',
+    );
+    const muxerMetrics = await muxer.metrics();
+    t.equal(sample(muxerMetrics, 'palisade_agent_mux_streams_total{direction="outbound"}'), 200);
+    t.equal(
+      sample(muxerMetrics, 'palisade_agent_handshake_duration_seconds_count{direction="outbound"}'),
+      1,
+    );
+  });
+
+  await t.test('a stalled app connection does not block another', async (t) => {
+    const stalled = await dial(muxer.upstreamPort());
+    stalled.on('error', () => undefined);
+    t.teardown(() => stalled.destroy());
+    stalled.pause();
+    // The echo answers into a client that does not read: its stream's credit
+    // runs out and the writes back up, on that stream only.
+    // Larger than every kernel and stream buffer on the path put together.
+    const big = Buffer.alloc(48 * 1024 * 1024, 0x5a);
+    let isFlushed = false;
+    stalled.write(big, () => (isFlushed = true));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const payload = Buffer.alloc(2 * 1024 * 1024, 0x33);
+    const echoed = await roundTrip(muxer.upstreamPort(), payload);
+    t.equal(sha256(echoed), sha256(payload), 'the other connection carried 2 MB both ways');
+    t.notOk(isFlushed, 'the stalled connection is still backed up');
+    t.equal(sample(await pay.metrics(), INBOUND_HANDSHAKES) - handshakesBefore, 1, 'same session');
+  });
+
+  await t.test('a mux-off dialer and a raw TLS client still work against it', async (t) => {
+    const plainDialer = await startMeshAgent(t, env, caDir.dir, {
+      ns: 'jobs',
+      sa: 'muxer',
+      appPort: app.port,
+      flags: { upstream: [`0=127.0.0.1:${pay.inboundPort}@${pay.id}`], peerMux: 'off' },
+    });
+    const before = sample(await pay.metrics(), INBOUND_HANDSHAKES);
+    for (let i = 0; i < 3; i++) {
+      const echoed = await roundTrip(plainDialer.upstreamPort(), Buffer.from(`plain ${i}`));
+      t.equal(echoed.toString(), `plain ${i}`);
+    }
+    const payMetrics = await pay.metrics();
+    t.equal(sample(payMetrics, INBOUND_HANDSHAKES) - before, 3, 'one handshake per connection');
+    t.equal(
+      sample(payMetrics, 'palisade_agent_mux_streams_total{direction="inbound"}'),
+      202,
+      'the mux-off connections are not streams',
+    );
+
+    const credential = plainDialer.agent.identity.credential;
+    if (!credential) throw new Error('no credential');
+    const raw = tlsConnect({
+      host: '127.0.0.1',
+      port: pay.inboundPort,
+      key: credential.keyPem,
+      cert: credential.certChainPem,
+      rejectUnauthorized: false,
+    });
+    raw.on('error', () => undefined);
+    t.teardown(() => raw.destroy());
+    await new Promise((resolve) => raw.once('secureConnect', resolve));
+    t.equal(raw.alpnProtocol, false, 'no ALPN offered, none chosen');
+    t.equal(await ping(raw), 'ping', 'a raw TLS client is spliced to the app as before');
+  });
+
+  await t.test('a peer breaking the mux protocol is logged, counted and cut off', async (t) => {
+    const credential = muxer.agent.identity.credential;
+    if (!credential) throw new Error('no credential');
+    const rogue = tlsConnect({
+      host: '127.0.0.1',
+      port: pay.inboundPort,
+      key: credential.keyPem,
+      cert: credential.certChainPem,
+      rejectUnauthorized: false,
+      ALPNProtocols: ['palisade-mux/1'],
+    });
+    rogue.on('error', () => undefined);
+    await new Promise((resolve) => rogue.once('secureConnect', resolve));
+    t.equal(rogue.alpnProtocol, 'palisade-mux/1');
+    rogue.write(Buffer.from([0x63, 0, 0, 0, 0, 1, 0, 0, 0, 0]));
+    await closedWithin(rogue, () => 0);
+    t.ok(
+      await eventually(() =>
+        pay.captured
+          .events('mux.protocol_error')
+          .some((e) => e['reason'] === 'bad-type' && e['peer_id'] === muxer.id),
+      ),
+      'mux.protocol_error logged with the peer and reason',
+    );
+    t.equal(
+      sample(
+        await pay.metrics(),
+        'palisade_agent_mux_protocol_errors_total{direction="inbound",reason="bad-type"}',
+      ),
+      1,
+    );
+  });
+
+  await t.test('revoking the peer closes all its streams at once', async (t) => {
+    const held = await Promise.all([1, 2, 3].map(() => dial(muxer.upstreamPort())));
+    held.forEach((s) => s.on('error', () => undefined));
+    t.teardown(() => held.forEach((s) => s.destroy()));
+    for (const s of held) t.equal(await ping(s), 'ping');
+    const admin = env.admin();
+    t.teardown(() => admin.close());
+    const startedAt = performance.now();
+    const closed = Promise.all(held.map((s) => closedWithin(s, () => startedAt)));
+    await admin.revoke({ spiffeId: muxer.id, reason: 'key-compromise' });
+    const ms = await closed;
+    t.ok(Math.max(...ms) < 1000, `all closed within ${Math.max(...ms).toFixed(0)} ms`);
+    t.ok(
+      await eventually(
+        () =>
+          pay.captured.events('peer.revoked').filter((e) => e['peer_id'] === muxer.id).length >= 3,
+      ),
+      'peer.revoked logged for each connection',
+    );
+    const refused = await roundTrip(muxer.upstreamPort(), Buffer.from('again'));
+    t.equal(refused.length, 0, 'a new connection from the revoked identity is refused');
+    await admin.unrevoke({ spiffeId: muxer.id });
+  });
+});
