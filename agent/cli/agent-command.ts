@@ -128,6 +128,12 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
       '--events-queue-size <n>',
       'security events held for the CA while it is slow or down, newer ones dropped and counted; 0 sends none (PALISADE_EVENTS_QUEUE_SIZE, default 1000)',
     )
+    .addOption(
+      new Option(
+        '--peer-mux <mode>',
+        'carry connections to a peer as streams over one mutual-TLS session, when the peer offers it (PALISADE_PEER_MUX, default on)',
+      ).choices(['on', 'off']),
+    )
     .option('--log-level <level>', 'log level (PALISADE_LOG_LEVEL)')
     .addHelpText(
       'after',

@@ -7,7 +7,7 @@ import { DEFAULT_TRUST_DOMAIN, parseSpiffeId, parseTrustDomain } from '../../cer
 import { KEY_TYPES, splitPemChain, type KeyType } from '../../certs/x509/index.js';
 import type { IdentityProof } from '../identity/index.js';
 import type { UpstreamSpec } from '../outbound/index.js';
-import { DEFAULT_CA_ADDR } from './ca-config.js';
+import { DEFAULT_CA_ADDR } from './ca-defaults.js';
 import { DEFAULT_EVENT_QUEUE_SIZE, MAX_EVENT_QUEUE_SIZE } from '../events/index.js';
 import { parseCidr } from '../intercept/cidr.js';
 import { httpSectionFromText, type HttpSection, type HttpSettingName } from '../policy/index.js';

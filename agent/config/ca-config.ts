@@ -5,10 +5,10 @@ import { parseDurationSeconds } from '../../certs/duration.js';
 import { parseHostPort } from '../../certs/host-port.js';
 import { LOG_LEVELS, type LogLevel } from '../../certs/log.js';
 import { ENV_BY_FLAG, type Env } from './env-table.js';
+import { DEFAULT_CA_ADDR } from './ca-defaults.js';
 import { ProblemList } from './config-error.js';
 
-/** Default CA gRPC address (workload and admin APIs). */
-export const DEFAULT_CA_ADDR = '127.0.0.1:15112';
+export { DEFAULT_CA_ADDR };
 export const DEFAULT_CA_LISTEN = '0.0.0.0:15112';
 export const DEFAULT_TTL = '1h';
 export const DEFAULT_MAX_TTL = '24h';

@@ -193,3 +193,15 @@ t.test('the event queue size comes from flags or env, 0 turning forwarding off',
     t.match(err?.problems, [{ setting: '--events-queue-size', value: bad }]);
   }
 });
+
+t.test('peer multiplexing is on unless flags or env turn it off', async (t) => {
+  t.equal(loadAgentConfig(base, {}).peer.isMuxOn, true);
+  t.equal(loadAgentConfig(base, { PALISADE_PEER_MUX: 'off' }).peer.isMuxOn, false);
+  t.equal(
+    loadAgentConfig({ ...base, peerMux: 'on' }, { PALISADE_PEER_MUX: 'off' }).peer.isMuxOn,
+    true,
+  );
+  const err = t.throws(() => loadAgentConfig(base, { PALISADE_PEER_MUX: 'maybe' })) as
+    ConfigError | undefined;
+  t.match(err?.problems, [{ setting: '--peer-mux', value: 'maybe' }]);
+});
