@@ -11,6 +11,8 @@ export interface StreamRefusal {
   event: 'peer.rejected' | 'policy.denied';
   reason: string;
   detail: string;
+  /** The policy decision that denied the peer, when the policy refused it. */
+  decision?: Decision;
 }
 
 /**
@@ -43,5 +45,6 @@ export function readmitStreamPeer(
     event: 'policy.denied',
     reason: decision.reason,
     detail: decision.explanation,
+    decision,
   };
 }

@@ -120,6 +120,7 @@ export class LiveConnections {
 export function closeEvent(reason: string): string {
   if (reason === 'peer-revoked') return 'peer.revoked';
   if (reason === 'peer-cert-expired') return 'peer.expired';
-  if (reason === 'policy-denied') return 'policy.denied';
+  // A mesh verdict and the workload's own both deny by policy.
+  if (reason === 'policy-denied' || reason === 'mesh-policy-denied') return 'policy.denied';
   return 'peer.untrusted';
 }

@@ -80,7 +80,22 @@ t.test('a mesh deny overrides a workload allow and cuts a live connection', asyn
 
   t.match(pay.captured.events('policy.mesh_applied'), [{ version, closed: 1 }]);
   t.ok(pay.captured.lines.some((l) => l['reason'] === 'mesh-policy-denied'));
+  t.match(
+    pay.captured.lines.find((l) => l['reason'] === 'mesh-policy-denied'),
+    { event: 'policy.denied', msg: 'live connection closed', peer_id: WEB_ID },
+    'the cut connection is logged as a policy denial',
+  );
   t.equal((await roundTrip(web.upstreamPort(), Buffer.from('hi'))).length, 0, 'new ones refused');
+  t.match(
+    pay.captured.events('policy.denied').findLast((l) => l['reason'] === 'mesh-deny'),
+    {
+      peer_id: WEB_ID,
+      layer: 'mesh',
+      rule: 'deny[0] {from: "ns/shop/*", to: "ns/pay/*"}',
+      mesh_version: version,
+    },
+    'the refusal names the deciding rule, layer and mesh version',
+  );
 
   const why = (await (await pay.admin(`/why?peer=${encodeURIComponent(WEB_ID)}`)).json()) as {
     allowed: boolean;
