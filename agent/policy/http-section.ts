@@ -1,5 +1,5 @@
 import { parseDurationSeconds } from '../../certs/duration.js';
-import { compilePattern, type IdentityPattern } from '../../certs/policy/index.js';
+import { compilePattern, describeValue, type IdentityPattern } from '../../certs/policy/index.js';
 
 /** Clock skew allowed on `exp` and `nbf` when the policy names none, in seconds. */
 export const DEFAULT_JWT_CLOCK_SKEW_SECONDS = 30;
@@ -194,7 +194,7 @@ function settingOf(problem: string): HttpSettingName {
 function checkPorts(value: unknown, problems: string[]): readonly number[] | undefined {
   if (value === undefined) return undefined;
   if (!Array.isArray(value) || value.length === 0) {
-    problems.push(`http.ports: ${describe(value)}: must be a non-empty list of TCP ports`);
+    problems.push(`http.ports: ${describeValue(value)}: must be a non-empty list of TCP ports`);
     return undefined;
   }
   const ports: number[] = [];
@@ -203,7 +203,7 @@ function checkPorts(value: unknown, problems: string[]): readonly number[] | und
       if (!ports.includes(item)) ports.push(item);
     } else {
       problems.push(
-        `http.ports[${j}]: ${describe(item)}: must be a TCP port from 1 to ${MAX_PORT}`,
+        `http.ports[${j}]: ${describeValue(item)}: must be a TCP port from 1 to ${MAX_PORT}`,
       );
     }
   });
@@ -227,7 +227,7 @@ function checkJwt(value: unknown, problems: string[]): JwtSettings | undefined {
 
   const issuer = value['issuer'];
   if (typeof issuer !== 'string' || issuer === '') {
-    problems.push(`http.jwt.issuer: ${describe(issuer)}: must be the issuer's exact iss`);
+    problems.push(`http.jwt.issuer: ${describeValue(issuer)}: must be the issuer's exact iss`);
   }
   const rawAudience = value['audience'];
   const audience = typeof rawAudience === 'string' ? [rawAudience] : rawAudience;
@@ -237,12 +237,12 @@ function checkJwt(value: unknown, problems: string[]): JwtSettings | undefined {
     audience.some((a) => typeof a !== 'string' || a === '')
   ) {
     problems.push(
-      `http.jwt.audience: ${describe(rawAudience)}: must be a string or list of strings`,
+      `http.jwt.audience: ${describeValue(rawAudience)}: must be a string or list of strings`,
     );
   }
   const jwks = value['jwks'];
   if (typeof jwks !== 'string' || jwks === '') {
-    problems.push(`http.jwt.jwks: ${describe(jwks)}: must be a JWKS file path or http(s) URL`);
+    problems.push(`http.jwt.jwks: ${describeValue(jwks)}: must be a JWKS file path or http(s) URL`);
   } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(jwks) && !/^https?:\/\//i.test(jwks)) {
     problems.push(`http.jwt.jwks: ${JSON.stringify(jwks)}: only http and https URLs are fetched`);
   }
@@ -254,12 +254,12 @@ function checkJwt(value: unknown, problems: string[]): JwtSettings | undefined {
       if (!Number.isFinite(clockSkewSeconds) || clockSkewSeconds < 0) throw new Error('negative');
       if (clockSkewSeconds > MAX_JWT_CLOCK_SKEW_SECONDS) {
         problems.push(
-          `http.jwt.clockSkew: ${describe(skew)}: at most ${MAX_JWT_CLOCK_SKEW_SECONDS} seconds`,
+          `http.jwt.clockSkew: ${describeValue(skew)}: at most ${MAX_JWT_CLOCK_SKEW_SECONDS} seconds`,
         );
       }
     } catch {
       // The parser's own wording is replaced by one that names the field.
-      problems.push(`http.jwt.clockSkew: ${describe(skew)}: must be a duration such as 30s`);
+      problems.push(`http.jwt.clockSkew: ${describeValue(skew)}: must be a duration such as 30s`);
     }
   }
 
@@ -291,7 +291,7 @@ function checkRule(
   );
   const path = value['path'];
   if (typeof path !== 'string' || !path.startsWith('/')) {
-    problems.push(`${at}.path: ${describe(path)}: must be a path starting with /`);
+    problems.push(`${at}.path: ${describeValue(path)}: must be a path starting with /`);
   } else if (/[?#]/.test(path) || hasDotSegment(path)) {
     problems.push(`${at}.path: ${JSON.stringify(path)}: must not hold ?, # or . and .. segments`);
   }
@@ -335,13 +335,13 @@ function stringList(
 ): string[] | undefined {
   if (value === undefined) return undefined;
   if (!Array.isArray(value) || value.length === 0) {
-    problems.push(`${at}: ${describe(value)}: must be a non-empty list`);
+    problems.push(`${at}: ${describeValue(value)}: must be a non-empty list`);
     return undefined;
   }
   const items: string[] = [];
   value.forEach((item: unknown, j) => {
     const problem = typeof item === 'string' && item !== '' ? check(item) : 'must be a string';
-    if (problem !== undefined) problems.push(`${at}[${j}]: ${describe(item)}: ${problem}`);
+    if (problem !== undefined) problems.push(`${at}[${j}]: ${describeValue(item)}: ${problem}`);
     else items.push(item as string);
   });
   return items;
@@ -349,7 +349,8 @@ function stringList(
 
 function flag(value: unknown, at: string, problems: string[]): boolean {
   if (value === undefined) return false;
-  if (typeof value !== 'boolean') problems.push(`${at}: ${describe(value)}: must be true or false`);
+  if (typeof value !== 'boolean')
+    problems.push(`${at}: ${describeValue(value)}: must be true or false`);
   return value === true;
 }
 
@@ -365,13 +366,4 @@ function hasDotSegment(path: string): boolean {
 
 function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  if (value === undefined) return 'missing';
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return JSON.stringify(value);
-  return String(value);
 }

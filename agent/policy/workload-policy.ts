@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 
 import {
   compilePattern,
+  describeValue,
   invalidPolicy,
   MODES,
   type IdentityPattern,
@@ -73,7 +74,7 @@ export function checkWorkloadPolicy(
       allow = [];
       input.allow.forEach((text: unknown, i) => {
         if (typeof text !== 'string') {
-          problems.push(`allow[${i}]: must be a string, not ${describe(text)}`);
+          problems.push(`allow[${i}]: must be a string, not ${describeValue(text)}`);
           return;
         }
         try {
@@ -90,12 +91,12 @@ export function checkWorkloadPolicy(
     if (typeof input.mode === 'string' && (MODES as readonly string[]).includes(input.mode)) {
       mode = input.mode as Mode;
     } else {
-      problems.push(`mode: ${describe(input.mode)}: must be one of ${MODES.join(', ')}`);
+      problems.push(`mode: ${describeValue(input.mode)}: must be one of ${MODES.join(', ')}`);
     }
   }
 
   if (input.dryRun !== undefined && typeof input.dryRun !== 'boolean') {
-    problems.push(`dryRun: ${describe(input.dryRun)}: must be true or false`);
+    problems.push(`dryRun: ${describeValue(input.dryRun)}: must be true or false`);
   }
   const dryRun = input.dryRun === true;
 
@@ -127,12 +128,4 @@ function policyVersion(
     dryRun,
   });
   return createHash('sha256').update(canonical).digest('hex').slice(0, POLICY_VERSION_HEX_LENGTH);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return JSON.stringify(value);
-  return String(value);
 }

@@ -3,6 +3,7 @@
 // validation only; the agent's decisions live in agent/policy/. The YAML
 // parser loads only when a YAML or JSON text is first parsed (yaml-value.ts):
 // checking a policy that arrived as a value needs none of it.
+export { describeValue } from './describe-value.js';
 export { compilePattern, hasPrefixAt, type IdentityPattern } from './identity-pattern.js';
 export {
   checkMeshPolicy,

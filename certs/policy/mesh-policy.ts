@@ -1,5 +1,6 @@
 import { formatDurationSeconds, parseDurationSeconds } from '../duration.js';
 import { errorMessage } from '../errors.js';
+import { describeValue } from './describe-value.js';
 import { compilePattern, type IdentityPattern } from './identity-pattern.js';
 
 /** Inbound modes: `strict` accepts only mTLS, `permissive` also plaintext (for migrations). */
@@ -104,7 +105,8 @@ export function checkMeshPolicy(value: unknown, trustDomain: string): MeshPolicy
   if (ttl !== undefined && ttl !== null) {
     try {
       maxCertTtlSeconds = parseDurationSeconds(String(ttl));
-      if (maxCertTtlSeconds < 1) problems.push(`maxCertTtl: ${describe(ttl)}: must be positive`);
+      if (maxCertTtlSeconds < 1)
+        problems.push(`maxCertTtl: ${describeValue(ttl)}: must be positive`);
     } catch (err) {
       problems.push(`maxCertTtl: ${errorMessage(err)}`);
     }
@@ -162,7 +164,9 @@ function checkDenyRules(value: unknown, trustDomain: string, problems: string[])
   value.forEach((entry: unknown, index) => {
     const where = `deny[${index}]`;
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-      problems.push(`${where}: must be a mapping of from, to and except, not ${describe(entry)}`);
+      problems.push(
+        `${where}: must be a mapping of from, to and except, not ${describeValue(entry)}`,
+      );
       return;
     }
     const fields = entry as Record<string, unknown>;
@@ -209,7 +213,7 @@ function pattern(
   problems: string[],
 ): IdentityPattern | undefined {
   if (typeof text !== 'string') {
-    problems.push(`${where}: must be a pattern string, not ${describe(text)}`);
+    problems.push(`${where}: must be a pattern string, not ${describeValue(text)}`);
     return undefined;
   }
   try {
@@ -230,15 +234,6 @@ function oneOf<T extends string>(
   if (value === undefined || value === null) return fallback;
   if (typeof value === 'string' && (choices as readonly string[]).includes(value))
     return value as T;
-  problems.push(`${key}: ${describe(value)}: must be one of ${choices.join(', ')}`);
+  problems.push(`${key}: ${describeValue(value)}: must be one of ${choices.join(', ')}`);
   return fallback;
-}
-
-function describe(value: unknown): string {
-  if (value === undefined) return 'missing';
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return JSON.stringify(value);
-  return String(value);
 }
