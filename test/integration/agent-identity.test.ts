@@ -16,6 +16,7 @@ import {
   FakeClock,
   IdentityManager,
   renewAtMs,
+  spiffeIdFromServiceAccountToken,
   type IdentityOptions,
   type IdentityState,
   type TrustSnapshot,
@@ -140,6 +141,39 @@ async function restartCa(): Promise<void> {
   });
   admin = env.admin();
 }
+
+t.test('reads the identity from a token subject without verifying it', async (t) => {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const token = (payload: unknown) => `${part({ alg: 'RS256' })}.${part(payload)}.c2ln`;
+  t.equal(
+    spiffeIdFromServiceAccountToken(
+      token({ sub: 'system:serviceaccount:shop:web' }),
+      'example.org',
+    ),
+    'spiffe://example.org/ns/shop/sa/web',
+  );
+  const malformed = [
+    'a.b',
+    'a.b.c.d',
+    `${part({})}.${Buffer.from('[1,2]').toString('base64url')}.c2ln`,
+    `${part({})}.not+base64url.c2ln`,
+    token({ sub: 'alice' }),
+    token({ sub: 42 }),
+  ];
+  for (const bad of malformed) {
+    t.throws(() => spiffeIdFromServiceAccountToken(bad, 'example.org'), {
+      code: 'TOKEN_MALFORMED',
+    });
+  }
+  t.throws(
+    () =>
+      spiffeIdFromServiceAccountToken(
+        token({ sub: 'system:serviceaccount:Bad Name:web' }),
+        'example.org',
+      ),
+    { code: 'SPIFFE_ID_INVALID' },
+  );
+});
 
 t.test('validates options eagerly, naming every problem in one CONFIG_INVALID', async (t) => {
   const log = captureLog('identity').log;
