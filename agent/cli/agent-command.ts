@@ -15,7 +15,8 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
   program
     .command('agent')
     .description(
-      'run the sidecar: mutual TLS inbound to --app-addr, explicit upstreams or transparent interception outbound, allow lists, live revocation',
+      'run the sidecar: mutual TLS inbound to --app-addr, explicit upstreams ' +
+        'or transparent interception outbound, allow lists, live revocation',
     )
     .option('--ca-addr <host:port>', 'CA gRPC address (PALISADE_CA_ADDR, default 127.0.0.1:15112)')
     .option('--ca-bundle <file>', 'trust bundle PEM used to recognise the CA (PALISADE_CA_BUNDLE)')
@@ -34,7 +35,8 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
     )
     .option(
       '--app-addr <host:port>',
-      'the application, on localhost (PALISADE_APP_ADDR); optional with interception, where the original destination port names it',
+      'the application, on localhost (PALISADE_APP_ADDR); optional with ' +
+        'interception, where the original destination port names it',
     )
     .option(
       '--inbound-listen <host:port>',
@@ -51,7 +53,8 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
     )
     .option(
       '--allow <pattern>',
-      'allowed peer: SPIFFE ID or ns/NS/sa/SA, ns/NS/sa/*, ns/NS/*, * (repeatable; PALISADE_ALLOW comma list)',
+      'allowed peer: SPIFFE ID or ns/NS/sa/SA, ns/NS/sa/*, ns/NS/*, * ' +
+        '(repeatable; PALISADE_ALLOW comma list)',
       collect,
     )
     .option(
@@ -75,11 +78,14 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
     )
     .option(
       '--outbound-listen <host:port>',
-      'transparent outbound port that iptables redirects to (PALISADE_OUTBOUND_LISTEN, default 127.0.0.1:15101); turns interception on',
+      'transparent outbound port that iptables redirects to ' +
+        '(PALISADE_OUTBOUND_LISTEN, default 127.0.0.1:15101); turns ' +
+        'interception on',
     )
     .option(
       '--mesh-cidrs <list>',
-      'comma list of blocks dialled with mutual TLS when intercepted (PALISADE_MESH_CIDRS); turns interception on',
+      'comma list of blocks dialled with mutual TLS when intercepted ' +
+        '(PALISADE_MESH_CIDRS); turns interception on',
       (value: string, previous: string[] = []) => [
         ...previous,
         ...value
@@ -91,12 +97,14 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
     .addOption(
       new Option(
         '--outbound-external <policy>',
-        'intercepted destinations outside --mesh-cidrs: pass as plain TCP or refuse (PALISADE_OUTBOUND_EXTERNAL, default pass)',
+        'intercepted destinations outside --mesh-cidrs: pass as plain TCP or ' +
+          'refuse (PALISADE_OUTBOUND_EXTERNAL, default pass)',
       ).choices(['pass', 'refuse']),
     )
     .option(
       '--jwt-issuer <iss>',
-      'HTTP mode without a policy file: the exact iss access tokens must carry (PALISADE_JWT_ISSUER)',
+      'HTTP mode without a policy file: the exact iss access tokens must ' +
+        'carry (PALISADE_JWT_ISSUER)',
     )
     .option(
       '--jwt-audience <list>',
@@ -108,11 +116,13 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
     )
     .option(
       '--http-rules <json>',
-      "request rules as a JSON array in the policy file's http.rules shape; turns HTTP mode on (PALISADE_HTTP_RULES)",
+      "request rules as a JSON array in the policy file's http.rules shape; " +
+        'turns HTTP mode on (PALISADE_HTTP_RULES)',
     )
     .option(
       '--http-ports <list>',
-      'comma list of application ports in HTTP mode, the others spliced raw (PALISADE_HTTP_PORTS, default every port)',
+      'comma list of application ports in HTTP mode, the others spliced raw ' +
+        '(PALISADE_HTTP_PORTS, default every port)',
     )
     .option('--cert-ttl <duration>', 'certificate lifetime to ask the CA for (PALISADE_CERT_TTL)')
     .addOption(
@@ -126,18 +136,38 @@ export function registerAgentCommand(program: Command, deps: CliDeps): void {
     )
     .option(
       '--events-queue-size <n>',
-      'security events held for the CA while it is slow or down, newer ones dropped and counted; 0 sends none (PALISADE_EVENTS_QUEUE_SIZE, default 1000)',
+      'security events held for the CA while it is slow or down, newer ones ' +
+        'dropped and counted; 0 sends none (PALISADE_EVENTS_QUEUE_SIZE, ' +
+        'default 1000)',
     )
     .addOption(
       new Option(
         '--peer-mux <mode>',
-        'carry connections to a peer as streams over one mutual-TLS session, when the peer offers it (PALISADE_PEER_MUX, default on)',
+        'carry connections to a peer as streams over one mutual-TLS session, ' +
+          'when the peer offers it (PALISADE_PEER_MUX, default on)',
       ).choices(['on', 'off']),
     )
     .option('--log-level <level>', 'log level (PALISADE_LOG_LEVEL)')
     .addHelpText(
       'after',
-      "\nPolicy precedence (fixed): the mesh policy the CA pushes comes first. A mesh deny rule refuses its callers whatever the allow list says; then the allow list (--allow, --policy-file), when given, decides; without one the mesh default decides (deny: nobody, same-namespace: peers of this workload's namespace, mesh: the whole trust domain, also the behaviour before any mesh policy is set). A strict mesh forces --mode strict (a permissive request is ignored with a policy.mode_overridden warning), and --dry-run-policy never relaxes a mesh denial.\nSecurity events (denials, refused peers, failed handshakes, rotations, policy changes) are logged and forwarded to the CA in batches of up to 100 every 250 ms; only events logged at --log-level or above are forwarded.\nInterception needs `palisade init-iptables` in the pod and the SO_ORIGINAL_DST addon (built by npm install); the agent must run as the --proxy-uid given there (default 1337). The default outbound port listens on IPv4 loopback only: give --outbound-listen [::]:15101 for IPv6. Limits: plaintext peers in permissive mode are not identified, so the allow list does not apply to them.",
+      '\nPolicy precedence (fixed): the mesh policy the CA pushes comes ' +
+        'first. A mesh deny rule refuses its callers whatever the allow list ' +
+        'says; then the allow list (--allow, --policy-file), when given, ' +
+        'decides; without one the mesh default decides (deny: nobody, ' +
+        "same-namespace: peers of this workload's namespace, mesh: the whole " +
+        'trust domain, also the behaviour before any mesh policy is set). A ' +
+        'strict mesh forces --mode strict (a permissive request is ignored ' +
+        'with a policy.mode_overridden warning), and --dry-run-policy never ' +
+        'relaxes a mesh denial.\nSecurity events (denials, refused peers, ' +
+        'failed handshakes, rotations, policy changes) are logged and ' +
+        'forwarded to the CA in batches of up to 100 every 250 ms; only events ' +
+        'logged at --log-level or above are forwarded.\nInterception needs ' +
+        '`palisade init-iptables` in the pod and the SO_ORIGINAL_DST addon ' +
+        '(built by npm install); the agent must run as the --proxy-uid given ' +
+        'there (default 1337). The default outbound port listens on IPv4 ' +
+        'loopback only: give --outbound-listen [::]:15101 for IPv6. Limits: ' +
+        'plaintext peers in permissive mode are not identified, so the allow ' +
+        'list does not apply to them.',
     )
     .action(async (flags: AgentFlags) => {
       const config = loadAgentConfig(flags, deps.env);
@@ -172,7 +202,8 @@ export function registerDemoCommand(program: Command, deps: CliDeps): void {
   program
     .command('demo')
     .description(
-      'run a CA and three services with agents on loopback and show who may call whom, then a live revocation',
+      'run a CA and three services with agents on loopback and show who may ' +
+        'call whom, then a live revocation',
     )
     .option('--keep', 'leave the mesh running and print the admin URLs', false)
     .action(async (flags: { keep: boolean }) => {

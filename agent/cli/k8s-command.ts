@@ -35,12 +35,16 @@ export function registerK8sCommands(
 ): void {
   withMeshPolicyFlag(withMeshFlags(program.command('inject')))
     .description(
-      'add the init step and the agent to the Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs of YAML manifests; other documents pass unchanged',
+      'add the init step and the agent to the Pods, Deployments, ' +
+        'StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs of YAML ' +
+        'manifests; other documents pass unchanged',
     )
     .option('-f, --filename <file>', 'manifest file, or - for stdin', '-')
     .addHelpText(
       'after',
-      '\nExample: palisade inject -f app.yaml | kubectl apply -f -\nPods annotated palisade.dev/inject=disabled, hostNetwork pods and injected pods are left as they are.',
+      '\nExample: palisade inject -f app.yaml | kubectl apply -f -\nPods ' +
+        'annotated palisade.dev/inject=disabled, hostNetwork pods and injected ' +
+        'pods are left as they are.',
     )
     .action((flags: MeshFlags & { filename: string }) => {
       const settings = buildMeshSettings(flags, deps.version, readMeshPolicy(flags));
@@ -111,7 +115,11 @@ function registerInstallCommand(program: Command, deps: CliDeps): void {
     )
     .addHelpText(
       'after',
-      '\nExample: palisade install --trust-domain cluster.local | kubectl apply -f -\nEach run makes a new CA: keep the output, or its Secrets, to re-apply. Injected pods need the palisade-trust-bundle ConfigMap in their namespace (--mesh-namespace). The CA finds the cluster service-account keys by OIDC discovery (--sa-jwks kubernetes).',
+      '\nExample: palisade install --trust-domain cluster.local | kubectl ' +
+        'apply -f -\nEach run makes a new CA: keep the output, or its Secrets, ' +
+        'to re-apply. Injected pods need the palisade-trust-bundle ConfigMap ' +
+        'in their namespace (--mesh-namespace). The CA finds the cluster ' +
+        'service-account keys by OIDC discovery (--sa-jwks kubernetes).',
     )
     .action((flags: MeshFlags & { meshNamespace?: string[] }) => {
       const settings = buildMeshSettings(flags, deps.version);
@@ -150,7 +158,9 @@ export function withMeshFlags(cmd: Command): Command {
 function withMeshPolicyFlag(cmd: Command): Command {
   return cmd.option(
     '--mesh-policy <file>',
-    'mesh policy document (YAML or JSON, as for `palisade ca policy set`): pods asking palisade.dev/mode=permissive under a strict mesh are refused',
+    'mesh policy document (YAML or JSON, as for `palisade ca policy set`): ' +
+      'pods asking palisade.dev/mode=permissive under a strict mesh are ' +
+      'refused',
   );
 }
 
