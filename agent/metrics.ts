@@ -47,7 +47,9 @@ export function createAgentMetrics(
   return {
     connections: new Counter({
       name: 'palisade_agent_connections_total',
-      help: 'Connections by direction and result (allowed, denied, rejected, plaintext, error, ...).',
+      help:
+        'Connections by direction and result ' +
+        '(allowed, denied, rejected, plaintext, error, ...).',
       labelNames: ['direction', 'result'],
       registers,
     }),
@@ -78,7 +80,9 @@ export function createAgentMetrics(
     }),
     peerRejections: new Counter({
       name: 'palisade_agent_peer_rejections_total',
-      help: 'Peers refused before policy, by reason: untrusted, revoked, expired, no certificate, ...',
+      help:
+        'Peers refused before policy, by reason: ' +
+        'untrusted, revoked, expired, no certificate, ...',
       labelNames: ['direction', 'reason'],
       registers,
     }),
@@ -123,7 +127,9 @@ export function createAgentMetrics(
     }),
     policyLayerDenials: new Counter({
       name: 'palisade_agent_policy_layer_denials_total',
-      help: 'Inbound peers refused (or, in dry run, that would be) by the deciding layer: mesh, workload, default.',
+      help:
+        'Inbound peers refused (or, in dry run, that would be) ' +
+        'by the deciding layer: mesh, workload, default.',
       labelNames: ['layer', 'dry_run'],
       registers,
     }),

@@ -105,11 +105,7 @@ export class EventQueue {
 
   /** Removes the oldest `n` events, which the CA accepted. */
   ack(n: number): void {
-    const count = Math.min(n, this.#length);
-    for (let i = 0; i < count; i++) this.#fields[(this.#head + i) % this.capacity] = undefined;
-    this.#head = (this.#head + count) % this.capacity;
-    this.#length -= count;
-    this.#sent += count;
+    this.#sent += this.#removeOldest(n);
   }
 
   /**
@@ -118,16 +114,22 @@ export class EventQueue {
    * `events.dropped` report like overflow does.
    */
   discard(n: number): void {
-    const count = Math.min(n, this.#length);
+    const count = this.#removeOldest(n);
     if (count === 0) return;
     const nowMs = this.#now();
-    for (let i = 0; i < count; i++) this.#fields[(this.#head + i) % this.capacity] = undefined;
-    this.#head = (this.#head + count) % this.capacity;
-    this.#length -= count;
     this.#dropped += count;
     if (this.#droppedSince === 0) this.#firstDroppedMs = nowMs;
     this.#droppedSince += count;
     this.#lastDroppedMs = nowMs;
+  }
+
+  /** Frees the oldest `n` slots (at most those waiting); returns how many. */
+  #removeOldest(n: number): number {
+    const count = Math.min(n, this.#length);
+    for (let i = 0; i < count; i++) this.#fields[(this.#head + i) % this.capacity] = undefined;
+    this.#head = (this.#head + count) % this.capacity;
+    this.#length -= count;
+    return count;
   }
 
   /** The drops not yet reported, and resets them; undefined when there were none. */

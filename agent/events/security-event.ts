@@ -33,7 +33,10 @@ export const FORWARDED_EVENTS: ReadonlySet<string> = new Set([
   'events.dropped',
 ]);
 
-/** Longest `detail_json` sent, in UTF-8 bytes (the CA's limit); a longer one becomes a note of its size. */
+/**
+ * Longest `detail_json` sent, in UTF-8 bytes (the CA's limit); a longer one
+ * becomes a note of its size.
+ */
 export const MAX_DETAIL_JSON_BYTES = 4096;
 
 /** Fields lifted out of the log line into their own SecurityEvent fields. */

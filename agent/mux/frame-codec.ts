@@ -90,24 +90,34 @@ export function encodeHeader(
   streamId: number,
   payloadBytes: number,
 ): Buffer {
-  const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-  header[0] = type;
-  header[1] = 0;
-  header.writeUInt32BE(streamId, 2);
-  header.writeUInt32BE(payloadBytes, 6);
-  return header;
+  return writeHeader(Buffer.allocUnsafe(FRAME_HEADER_BYTES), type, streamId, payloadBytes);
 }
 
 /** Encodes a whole frame (header and payload) into one buffer. */
 export function encodeFrame(type: FrameTypeNumber, streamId: number, payload?: Buffer): Buffer {
   const length = payload?.length ?? 0;
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
-  frame[0] = type;
-  frame[1] = 0;
-  frame.writeUInt32BE(streamId, 2);
-  frame.writeUInt32BE(length, 6);
+  const frame = writeHeader(
+    Buffer.allocUnsafe(FRAME_HEADER_BYTES + length),
+    type,
+    streamId,
+    length,
+  );
   payload?.copy(frame, FRAME_HEADER_BYTES);
   return frame;
+}
+
+/** Writes a frame header at the start of `buf` (no flags); returns `buf`. */
+function writeHeader(
+  buf: Buffer,
+  type: FrameTypeNumber,
+  streamId: number,
+  payloadBytes: number,
+): Buffer {
+  buf[0] = type;
+  buf[1] = 0;
+  buf.writeUInt32BE(streamId, 2);
+  buf.writeUInt32BE(payloadBytes, 6);
+  return buf;
 }
 
 /** A u16 payload (OPEN port, RST and GOAWAY codes). */

@@ -31,7 +31,10 @@ export const DEFAULT_MAX_STREAMS = 1000;
 /** How long a closing session waits for the peer to close its side, in milliseconds. */
 const CLOSE_GRACE_MS = 5_000;
 
-/** Which end of the TLS connection a session is: the dialer opens streams, the server takes them. */
+/**
+ * Which end of the TLS connection a session is: the dialer opens streams,
+ * the server takes them.
+ */
 export type MuxRole = 'client' | 'server';
 
 /** Settings of a session; both ends must agree on the window. */
@@ -283,12 +286,11 @@ export class MuxSession extends EventEmitter implements StreamHost {
       case FrameType.FIN:
         stream.receiveFin();
         return undefined;
-      default:
-        stream.receiveReset(
-          payload.readUInt16BE(0),
-          `stream reset by the peer (code ${payload.readUInt16BE(0)})`,
-        );
+      default: {
+        const code = payload.readUInt16BE(0);
+        stream.receiveReset(code, `stream reset by the peer (code ${code})`);
         return undefined;
+      }
     }
   }
 

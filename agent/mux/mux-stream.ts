@@ -188,7 +188,7 @@ export class MuxStream extends Duplex {
     }
     // Calling back only once the session's socket drains is what stops the
     // source (the application socket piped in) while TLS is behind.
-    this.host.whenWritable(() => callback());
+    this.host.whenWritable(callback);
   }
 
   /** Gives credit back once half the window was consumed and the reader has room. */

@@ -140,7 +140,10 @@ export class PeerSessions implements PeerLink {
     return undefined;
   }
 
-  /** Whether a session may still take new streams: same credential, peer still trusted, not late. */
+  /**
+   * Whether a session may still take new streams: same credential, peer
+   * still trusted, not late.
+   */
   private isFresh(pooled: PooledSession, expectedId: string | undefined): boolean {
     if (pooled.mux.closed || pooled.context !== this.deps.context.tls.client()) return false;
     if (Date.now() >= pooled.openUntilMs) return false;

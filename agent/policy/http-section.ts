@@ -254,7 +254,8 @@ function checkJwt(value: unknown, problems: string[]): JwtSettings | undefined {
       if (!Number.isFinite(clockSkewSeconds) || clockSkewSeconds < 0) throw new Error('negative');
       if (clockSkewSeconds > MAX_JWT_CLOCK_SKEW_SECONDS) {
         problems.push(
-          `http.jwt.clockSkew: ${describeValue(skew)}: at most ${MAX_JWT_CLOCK_SKEW_SECONDS} seconds`,
+          `http.jwt.clockSkew: ${describeValue(skew)}: ` +
+            `at most ${MAX_JWT_CLOCK_SKEW_SECONDS} seconds`,
         );
       }
     } catch {

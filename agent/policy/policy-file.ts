@@ -17,8 +17,9 @@ export interface PolicyDocument {
 /**
  * Parses a policy file's text, YAML or JSON (JSON is YAML), into a workload
  * policy and its optional `http` section. The document must be a mapping of
- * `allow`, `mode`, `dryRun` and `http`; an empty document is refused rather than read as "no allow list",
- * so a file caught half-written never widens access. Throws PolicyError
+ * `allow`, `mode`, `dryRun` and `http`; an empty document is refused rather
+ * than read as "no allow list", so a file caught half-written never widens
+ * access. Throws PolicyError
  * POLICY_INVALID naming every problem, `source` included.
  */
 export function parsePolicyDocument(

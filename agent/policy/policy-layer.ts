@@ -232,7 +232,8 @@ function defaultLayer(
     false,
     version,
     'denied: ',
-    ` is outside this workload's namespace, ${from} and the mesh default is same-namespace (mesh policy v${version})`,
+    ` is outside this workload's namespace, ${from} and the mesh default is same-namespace ` +
+      `(mesh policy v${version})`,
   );
   return {
     name: 'default',

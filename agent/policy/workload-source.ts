@@ -57,7 +57,8 @@ export function openWorkloadSource(
       if (flagsHttp !== undefined && document.http !== undefined) {
         log.error(
           { event: 'policy.http_ignored', path, err_code: 'CONFIG_INVALID' },
-          'the policy file gained an http section while --jwt-*/--http-* flags set one: the flags stay in force',
+          'the policy file gained an http section while --jwt-*/--http-* flags set one: ' +
+            'the flags stay in force',
         );
       }
       onChange(next, flagsHttp ?? document.http);
@@ -69,7 +70,8 @@ export function openWorkloadSource(
     watcher.stop();
     return {
       conflict:
-        'has its own http section: give the http settings in the file or by --jwt-*/--http-* flags (PALISADE_JWT_*, PALISADE_HTTP_*), not both',
+        'has its own http section: give the http settings in the file or by ' +
+        '--jwt-*/--http-* flags (PALISADE_JWT_*, PALISADE_HTTP_*), not both',
     };
   }
   return { policy, http: flagsHttp ?? fileHttp, stop: () => watcher.stop() };

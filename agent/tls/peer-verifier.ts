@@ -155,12 +155,27 @@ const MAX_VERIFIED_CHAINS = 1024;
 const verifiedChains = new WeakMap<TrustStore, Map<string, VerifiedChain>>();
 
 /**
+ * Cache keys by chain array. A mux session's peer is checked again with the
+ * same array before every stream; its key is built once, not per stream.
+ */
+const chainKeys = new WeakMap<readonly Buffer[], string>();
+
+function chainKey(chainDer: Buffer[]): string {
+  let key = chainKeys.get(chainDer);
+  if (key === undefined) {
+    key = chainDer.map((der) => der.toString('base64')).join('.');
+    chainKeys.set(chainDer, key);
+  }
+  return key;
+}
+
+/**
  * verifySvid with a cache of chains that verified against this trust store:
  * signatures and shape are checked once per chain; validity at `now` and
  * revocation (serials of the whole chain, the leaf's identity) every time.
  */
 function verifiedSvid(chainDer: Buffer[], facts: TrustFacts, now: Date): SvidVerdict {
-  const key = chainDer.map((der) => der.toString('base64')).join('.');
+  const key = chainKey(chainDer);
   let cache = verifiedChains.get(facts.trustStore);
   const hit = cache?.get(key);
   const nowMs = now.getTime();
