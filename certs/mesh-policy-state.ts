@@ -1,14 +1,18 @@
-import { createHash } from 'node:crypto';
-import { parse as parseYaml } from 'yaml';
 import { formatDurationSeconds, parseDurationSeconds } from './duration.js';
 import {
   checkMeshPolicy,
   OPEN_MESH_DOCUMENT,
   parseMeshPolicyText,
   PolicyError,
+  readYamlValue,
   type MeshPolicy,
 } from './policy/index.js';
-import type { MeshPolicySetResult, MeshPolicyVersion, PolicyStore } from './store/index.js';
+import {
+  policyDocumentSha256,
+  type MeshPolicySetResult,
+  type MeshPolicyVersion,
+  type PolicyStore,
+} from './store/index.js';
 
 /** The mesh policy in force: compiled for decisions, and as stored for the wire. */
 export interface CurrentMeshPolicy {
@@ -70,7 +74,8 @@ export class MeshPolicyState {
     if (!result.ok) {
       throw new PolicyError(
         'POLICY_INVALID',
-        `stored mesh policy version ${stored.version} does not compile: ${result.problems.join('; ')}`,
+        `stored mesh policy version ${stored.version} does not compile: ` +
+          result.problems.join('; '),
         { problems: result.problems },
       );
     }
@@ -127,7 +132,7 @@ function openPolicy(trustDomain: string): CurrentMeshPolicy {
     record: {
       version: 0,
       documentJson,
-      documentSha256: createHash('sha256').update(documentJson, 'utf8').digest('hex'),
+      documentSha256: policyDocumentSha256(documentJson),
       source: '',
       setBy: '',
       setAt: new Date(0),
@@ -138,7 +143,7 @@ function openPolicy(trustDomain: string): CurrentMeshPolicy {
 /** The `maxCertTtl` of a document that failed elsewhere, so its TTL problem is named too. */
 function maxCertTtlOf(text: string): number | undefined {
   try {
-    const value: unknown = parseYaml(text);
+    const value = readYamlValue(text, '');
     const ttl = (value as { maxCertTtl?: unknown } | null)?.maxCertTtl;
     return typeof ttl === 'string' || typeof ttl === 'number'
       ? parseDurationSeconds(String(ttl))

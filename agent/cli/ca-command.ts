@@ -103,7 +103,8 @@ export function registerCaCommands(program: Command, deps: CaCommandDeps): void 
       '--sa-jwks <file|url|kubernetes>',
       'keys of the Kubernetes service-account issuer: a JWKS file, an http(s) URL, or ' +
         '"kubernetes" to discover them from the API server with the pod\'s own token ' +
-        '(refetched every 10m and on an unknown key id, at most every 30s) (env PALISADE_CA_SA_JWKS)',
+        '(refetched every 10m and on an unknown key id, at most every 30s) ' +
+        '(env PALISADE_CA_SA_JWKS)',
     )
     .option(
       '--sa-issuer <iss>',
@@ -163,7 +164,8 @@ export function registerCaCommands(program: Command, deps: CaCommandDeps): void 
         io.out(
           flags.json
             ? formatJson(summary)
-            : `issued ${summary.serial} for ${summary.spiffeId}, expires ${summary.notAfter}, in ${summary.out}\n`,
+            : `issued ${summary.serial} for ${summary.spiffeId}, ` +
+                `expires ${summary.notAfter}, in ${summary.out}\n`,
         );
       },
     );
@@ -195,7 +197,8 @@ export function registerCaCommands(program: Command, deps: CaCommandDeps): void 
       io.out(
         flags.json
           ? formatJson(result)
-          : `${result.alreadyRevoked ? 'already revoked' : 'revoked'}: ${result.spiffeId} (${result.serials.length} certificate(s)), trust version ${result.trustVersion}\n`,
+          : `${result.alreadyRevoked ? 'already revoked' : 'revoked'}: ${result.spiffeId} ` +
+              `(${result.serials.length} certificate(s)), trust version ${result.trustVersion}\n`,
       );
     });
 
@@ -317,7 +320,8 @@ export function registerCaCommands(program: Command, deps: CaCommandDeps): void 
         client.rotateIntermediate({ ttlSeconds }),
       );
       io.out(
-        `rotated intermediate ${rotated.oldSerial} -> ${rotated.newSerial}, expires ${isoOf(rotated.notAfterUnixMs)}\n`,
+        `rotated intermediate ${rotated.oldSerial} -> ${rotated.newSerial}, ` +
+          `expires ${isoOf(rotated.notAfterUnixMs)}\n`,
       );
     });
 
@@ -348,7 +352,8 @@ export function registerCaCommands(program: Command, deps: CaCommandDeps): void 
             ['watchers', String(status.watchers)],
             [
               'certificates',
-              `${status.certificatesActive} active, ${status.certificatesRevoked} revoked, ${status.certificatesTotal} issued`,
+              `${status.certificatesActive} active, ${status.certificatesRevoked} revoked, ` +
+                `${status.certificatesTotal} issued`,
             ],
             ['revoked identities', String(status.revokedIds)],
             ['ttl', `default ${status.defaultTtlSeconds}s, max ${status.maxTtlSeconds}s`],
@@ -374,7 +379,8 @@ export function registerCaCommands(program: Command, deps: CaCommandDeps): void 
         if (!verdict.ok) {
           throw new PalisadeError(
             'AUDIT_BROKEN',
-            `audit chain broken at record ${verdict.brokenSeq}: ${verdict.reason} (${verdict.count} records checked)`,
+            `audit chain broken at record ${verdict.brokenSeq}: ${verdict.reason} ` +
+              `(${verdict.count} records checked)`,
           );
         }
         if (!flags.json)

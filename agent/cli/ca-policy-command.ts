@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { readCaConfig } from '../../certs/ca-dir.js';
 import { parseDurationSeconds } from '../../certs/duration.js';
 import { errorMessage, PalisadeError } from '../../certs/errors.js';
+import { DEFAULT_EVENT_LIMIT, MAX_EVENT_LIMIT } from '../../certs/events/index.js';
 import {
   compilePattern,
   MAX_MESH_POLICY_BYTES,
@@ -100,13 +101,17 @@ export function registerCaPolicyCommands(
       '--identity <pattern>',
       'only events whose reporter or peer matches, e.g. ns/shop/* or ns/shop/sa/web',
     )
-    .option('--limit <n>', 'at most the newest N stored events (1 to 10000)', '100')
+    .option(
+      '--limit <n>',
+      `at most the newest N stored events (1 to ${MAX_EVENT_LIMIT})`,
+      String(DEFAULT_EVENT_LIMIT),
+    )
     .option('--json', 'one JSON object per line', false)
     .action(
       async (
         flags: CommonFlags & { follow: boolean; since?: string; identity?: string; limit: string },
       ) => {
-        const limit = parseCount(flags.limit, 10_000);
+        const limit = parseCount(flags.limit, MAX_EVENT_LIMIT);
         const sinceUnixMs = flags.since ? Date.now() - parseDurationSeconds(flags.since) * 1000 : 0;
         const { trustDomain } = readCaConfig(loadCaCommonConfig(flags, deps.env).dir);
         // A bad pattern is refused here with the CA's own words, before any call.

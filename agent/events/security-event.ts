@@ -1,3 +1,4 @@
+import { MAX_DETAIL_JSON_BYTES } from '../../certs/events/event-input.js';
 import type { SecurityEventMessage } from '../../proto/index.js';
 
 /**
@@ -33,11 +34,10 @@ export const FORWARDED_EVENTS: ReadonlySet<string> = new Set([
   'events.dropped',
 ]);
 
-/**
- * Longest `detail_json` sent, in UTF-8 bytes (the CA's limit); a longer one
- * becomes a note of its size.
- */
-export const MAX_DETAIL_JSON_BYTES = 4096;
+// The CA's limit on `detail_json`, in UTF-8 bytes: a longer one becomes a
+// note of its size. Imported from the module itself, not certs/events/index,
+// which would bring the CA's store into the agent.
+export { MAX_DETAIL_JSON_BYTES };
 
 /** Fields lifted out of the log line into their own SecurityEvent fields. */
 const LIFTED = new Set(['event', 'peer_id', 'direction', 'reason', 'rule']);

@@ -5,7 +5,12 @@ import type { Logger } from '../log.js';
 import { MeshPolicyState } from '../mesh-policy-state.js';
 import type { CaMetrics } from '../metrics.js';
 import { checkWorkloadId, type SigningPool } from '../signing/index.js';
-import type { CaStore, CertRecord, MeshPolicyVersion } from '../store/index.js';
+import type {
+  CaStore,
+  CertRecord,
+  MeshPolicySetResult,
+  MeshPolicyVersion,
+} from '../store/index.js';
 import { splitPemChain, type Issuer } from '../x509/index.js';
 import { Entitlements, type PeerIdentity, type Proof } from './entitlements.js';
 import { Issuance, type SignedChain } from './issuance.js';
@@ -13,13 +18,6 @@ import { MIN_TTL_SECONDS, notAfterOf, type AuthorityOptions } from './lifetime.j
 import { checkJoinTokenTtl, normaliseSerial } from './request-input.js';
 import { buildRevocationCrl } from './revocation-crl.js';
 import { TrustPublisher, type TrustListener, type TrustState } from './trust-publisher.js';
-
-/** What setting the mesh policy did; `changed` is false for the document already in force. */
-export interface MeshPolicyChange {
-  policy: MeshPolicyVersion;
-  changed: boolean;
-  trustVersion: number;
-}
 
 /**
  * The certificate authority's decisions: who may have which certificate for
@@ -214,7 +212,7 @@ export class CertificateAuthority {
    * Throws PolicyError POLICY_INVALID naming every problem (a `maxCertTtl`
    * below the CA's shortest lifetime among them); the policy in force stays.
    */
-  setMeshPolicy(text: string, source: string, setBy: string): MeshPolicyChange {
+  setMeshPolicy(text: string, source: string, setBy: string): MeshPolicySetResult {
     const result = this.mesh.set(text, source, setBy, this.now());
     if (!result.changed) return result;
     const { policy } = result;

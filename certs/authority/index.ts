@@ -3,7 +3,7 @@
 // sockets and logs through the logger it is given; it builds on the store,
 // signing, authn and x509 and never imports agent/ or certs/server/.
 export { AuthorityError } from './authority-error.js';
-export { CertificateAuthority, type MeshPolicyChange } from './certificate-authority.js';
+export { CertificateAuthority } from './certificate-authority.js';
 export { type SignedChain } from './issuance.js';
 export { type PeerIdentity, type Proof } from './entitlements.js';
 export { MIN_TTL_SECONDS, notAfterOf, type AuthorityOptions } from './lifetime.js';

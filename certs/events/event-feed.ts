@@ -166,7 +166,7 @@ export class EventFeed {
 }
 
 /** Whether a stored event passes a query's filters (the limit aside). */
-export function matchesQuery(query: EventQuery, event: StoredSecurityEvent): boolean {
+function matchesQuery(query: EventQuery, event: StoredSecurityEvent): boolean {
   if (query.afterId !== undefined && event.id <= query.afterId) return false;
   if (query.sinceMs !== undefined && event.atMs < query.sinceMs) return false;
   const identity = query.identity;

@@ -9,13 +9,13 @@ export const MAX_EVENTS_PER_BATCH = 500;
 export const MAX_DETAIL_JSON_BYTES = 4096;
 
 /** Longest text field of an event, in characters (a SPIFFE ID may take 2048 bytes). */
-export const EVENT_FIELD_LIMITS = Object.freeze({ kind: 64, reason: 256, rule: 1024 });
+const EVENT_FIELD_LIMITS = Object.freeze({ kind: 64, reason: 256, rule: 1024 });
 
 /** How far ahead of the CA's clock an event's time may be, in ms (clock skew). */
-export const MAX_FUTURE_SKEW_MS = 10 * 60_000;
+const MAX_FUTURE_SKEW_MS = 10 * 60_000;
 
 /** The directions an event may name; '' when it concerns no connection. */
-export const EVENT_DIRECTIONS = ['', 'inbound', 'outbound'] as const;
+const EVENT_DIRECTIONS = ['', 'inbound', 'outbound'] as const;
 
 /** Problems named in one refusal at most; the count of the rest follows. */
 const MAX_PROBLEMS_NAMED = 20;

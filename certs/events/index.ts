@@ -5,23 +5,15 @@
 export { EventError, type EventErrorCode } from './event-error.js';
 export {
   checkEventBatch,
-  EVENT_DIRECTIONS,
-  EVENT_FIELD_LIMITS,
   MAX_DETAIL_JSON_BYTES,
   MAX_EVENTS_PER_BATCH,
-  MAX_FUTURE_SKEW_MS,
   type SecurityEventWire,
 } from './event-input.js';
 export {
   DEFAULT_EVENT_LIMIT,
   EventFeed,
-  matchesQuery,
   MAX_EVENT_LIMIT,
   type EventListener,
   type EventRequest,
 } from './event-feed.js';
-export {
-  DEFAULT_EVENT_BURST,
-  DEFAULT_EVENTS_PER_SECOND,
-  ReporterRateLimiter,
-} from './rate-limiter.js';
+export { ReporterRateLimiter } from './rate-limiter.js';

@@ -1,8 +1,8 @@
 /** Events per second each reporter may send on average. */
-export const DEFAULT_EVENTS_PER_SECOND = 200;
+const DEFAULT_EVENTS_PER_SECOND = 200;
 
 /** Events a reporter may send at once after being quiet (a queue drained after an outage). */
-export const DEFAULT_EVENT_BURST = 2000;
+const DEFAULT_EVENT_BURST = 2000;
 
 /** Reporters tracked before idle (full) buckets are dropped. */
 const MAX_TRACKED_REPORTERS = 10_000;

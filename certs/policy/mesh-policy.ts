@@ -199,7 +199,9 @@ function checkDenyRules(value: unknown, trustDomain: string, problems: string[])
         from,
         to,
         except: Object.freeze(except),
-        text: `${where} {from: ${JSON.stringify(from.text)}, to: ${JSON.stringify(to.text)}${exceptText}}`,
+        text:
+          `${where} {from: ${JSON.stringify(from.text)}, ` +
+          `to: ${JSON.stringify(to.text)}${exceptText}}`,
       }),
     );
   });

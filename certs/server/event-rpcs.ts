@@ -3,7 +3,13 @@ import type * as pb from '../../proto/index.js';
 import type { CertificateAuthority } from '../authority/index.js';
 import type { EventFeed } from '../events/index.js';
 import type { StoredSecurityEvent } from '../store/index.js';
-import { refuseStream, unaryHandler, writeBounded, type HandlerContext } from './handlers.js';
+import {
+  onStreamEnd,
+  refuseStream,
+  unaryHandler,
+  writeBounded,
+  type HandlerContext,
+} from './handlers.js';
 import { verifiedPeer } from './peer.js';
 
 const NO_REPORTER_CERT =
@@ -75,17 +81,11 @@ export function eventQueryRpcs(
       }
       ctx.metrics.eventWatchStreams.inc();
       ctx.log.debug({ peer: call.getPeer(), stored: watch.stored.length }, 'event watch opened');
-      let closed = false;
-      const close = () => {
-        if (closed) return;
-        closed = true;
+      onStreamEnd(call, () => {
         watch.stop();
         ctx.metrics.eventWatchStreams.dec();
         ctx.log.debug({ peer: call.getPeer() }, 'event watch closed');
-      };
-      call.on('cancelled', close);
-      call.on('close', close);
-      call.on('error', close);
+      });
       for (const event of watch.stored) {
         if (!writeBounded(ctx, call, storedEventMessage(event), 'event watch')) break;
       }
@@ -94,7 +94,7 @@ export function eventQueryRpcs(
 }
 
 /** Builds the wire form of a stored event. */
-export function storedEventMessage(event: StoredSecurityEvent): pb.StoredEventMessage {
+function storedEventMessage(event: StoredSecurityEvent): pb.StoredEventMessage {
   return {
     id: event.id,
     reporterId: event.reporterId,

@@ -10,7 +10,7 @@ import type { CaMetrics } from '../metrics.js';
 import { grpcStatusFor } from './status-codes.js';
 
 /** Bytes a stream's reader may leave unread before the CA ends the stream. */
-export const MAX_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
+const MAX_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** What every handler wrapper needs to report refusals. */
 export interface HandlerContext {
@@ -77,6 +77,22 @@ export function writeBounded<Res>(
   }
   call.write(message);
   return true;
+}
+
+/**
+ * Calls `close` once when a server stream ends, however it ends (cancelled
+ * by the client, closed, or failed).
+ */
+export function onStreamEnd(call: ServerWritableStream<unknown, unknown>, close: () => void): void {
+  let closed = false;
+  const once = () => {
+    if (closed) return;
+    closed = true;
+    close();
+  };
+  call.on('cancelled', once);
+  call.on('close', once);
+  call.on('error', once);
 }
 
 function refusal(ctx: HandlerContext, rpc: string, event: string, err: unknown, peer: string) {

@@ -6,7 +6,6 @@ export { adminService, type AdminDeps } from './admin-service.js';
 export { grpcStatusFor, GRPC_STATUS_BY_CODE } from './status-codes.js';
 export { CaServerCredentials, type ServingIdentity } from './tls-credentials.js';
 export { verifiedPeer, type AuthenticatedCall } from './peer.js';
-export { storedEventMessage } from './event-rpcs.js';
 export {
   meshPolicyRecord,
   workloadService,

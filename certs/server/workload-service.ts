@@ -16,7 +16,7 @@ import {
 import type { EventFeed } from '../events/index.js';
 import type { MeshPolicyVersion } from '../store/index.js';
 import { reportEventsRpc } from './event-rpcs.js';
-import { unaryHandler, writeBounded, type HandlerContext } from './handlers.js';
+import { onStreamEnd, unaryHandler, writeBounded, type HandlerContext } from './handlers.js';
 import { verifiedPeer } from './peer.js';
 
 /**
@@ -60,17 +60,11 @@ export function workloadService(
       const unsubscribe = authority.subscribe(send);
       ctx.metrics.watchStreams.inc();
       ctx.log.debug({ peer: call.getPeer() }, 'trust watch opened');
-      let closed = false;
-      const close = () => {
-        if (closed) return;
-        closed = true;
+      onStreamEnd(call, () => {
         unsubscribe();
         ctx.metrics.watchStreams.dec();
         ctx.log.debug({ peer: call.getPeer() }, 'trust watch closed');
-      };
-      call.on('cancelled', close);
-      call.on('close', close);
-      call.on('error', close);
+      });
       send(authority.trust);
     },
   };

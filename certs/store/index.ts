@@ -12,7 +12,12 @@ export {
   type SecurityEventInput,
   type StoredSecurityEvent,
 } from './event-store.js';
-export { PolicyStore, type MeshPolicySetResult, type MeshPolicyVersion } from './policy-store.js';
+export {
+  PolicyStore,
+  policyDocumentSha256,
+  type MeshPolicySetResult,
+  type MeshPolicyVersion,
+} from './policy-store.js';
 export { DEFAULT_LIST_LIMIT } from './store-input.js';
 export { StoreError, type StoreErrorCode } from './store-error.js';
 export { canonicalJson, auditHash, GENESIS_HASH } from './audit-chain.js';

@@ -96,7 +96,7 @@ export class PolicyStore {
     checkField(input.setBy, 'policy setter', false);
     const at = input.now ?? new Date();
     const atMs = dateMs(at, 'now');
-    const documentSha256 = createHash('sha256').update(input.documentJson, 'utf8').digest('hex');
+    const documentSha256 = policyDocumentSha256(input.documentJson);
 
     return this.#ctx.write('setting the mesh policy', true, () => {
       const latest = this.#latest.get();
@@ -165,4 +165,9 @@ function checkField(text: string, what: string, mayBeEmpty: boolean): void {
       `${what} must be ${mayBeEmpty ? 0 : 1} to ${MAX_TEXT_LENGTH} characters`,
     );
   }
+}
+
+/** The SHA-256 (hex) of a canonical mesh policy document, as the audit chain records it. */
+export function policyDocumentSha256(documentJson: string): string {
+  return createHash('sha256').update(documentJson, 'utf8').digest('hex');
 }
