@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { HostPort } from '../../certs/host-port.js';
 import type { Logger } from '../../certs/log.js';
 import type { AgentMetrics, Direction } from '../metrics.js';
-import { splice } from '../net/index.js';
+import { splice, tallyConnection } from '../net/index.js';
 import type { RequestStage } from './inbound-deps.js';
 
 const DIRECTION: Direction = 'inbound';
@@ -37,8 +37,7 @@ export class AppForwarder {
    * (err_code APP_UNREACHABLE). `remove` runs once both sides have closed.
    */
   splice(app: Socket, peer: Duplex, connId: number, peerId: string, remove: () => void): void {
-    const started = Date.now();
-    this.deps.metrics.activeConnections.inc({ direction: DIRECTION });
+    const done = tallyConnection(this.deps, DIRECTION, { conn_id: connId, peer_id: peerId });
     app.once('error', (err) =>
       this.deps.log.error(
         {
@@ -53,20 +52,7 @@ export class AppForwarder {
     );
     splice(app, peer, (result) => {
       remove();
-      this.deps.metrics.activeConnections.dec({ direction: DIRECTION });
-      this.deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'from_peer' }, result.bytesToApp);
-      this.deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'to_peer' }, result.bytesFromApp);
-      this.deps.log.debug(
-        {
-          direction: DIRECTION,
-          conn_id: connId,
-          peer_id: peerId,
-          bytes_in: result.bytesToApp,
-          bytes_out: result.bytesFromApp,
-          duration_ms: Date.now() - started,
-        },
-        'connection closed',
-      );
+      done({ fromPeer: result.bytesToApp, toPeer: result.bytesFromApp });
     });
   }
 
@@ -82,24 +68,13 @@ export class AppForwarder {
     peerId: string | undefined,
     remove: () => void,
   ): void {
-    const started = Date.now();
-    this.deps.metrics.activeConnections.inc({ direction: DIRECTION });
+    const done = tallyConnection(this.deps, DIRECTION, {
+      conn_id: connId,
+      peer_id: peerId ?? 'plaintext',
+    });
     stage.serve(socket, { peerId, app, connId }, () => {
       remove();
-      this.deps.metrics.activeConnections.dec({ direction: DIRECTION });
-      this.deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'from_peer' }, socket.bytesRead);
-      this.deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'to_peer' }, socket.bytesWritten);
-      this.deps.log.debug(
-        {
-          direction: DIRECTION,
-          conn_id: connId,
-          peer_id: peerId ?? 'plaintext',
-          bytes_in: socket.bytesRead,
-          bytes_out: socket.bytesWritten,
-          duration_ms: Date.now() - started,
-        },
-        'connection closed',
-      );
+      done({ fromPeer: socket.bytesRead, toPeer: socket.bytesWritten });
     });
   }
 }

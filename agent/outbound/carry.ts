@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { errorCode, errorMessage } from '../../certs/errors.js';
 import type { Logger } from '../../certs/log.js';
 import type { AgentMetrics, Direction } from '../metrics.js';
-import { splice } from '../net/index.js';
+import { splice, tallyConnection } from '../net/index.js';
 import {
   failureOfRejection,
   logHandshakeFailure,
@@ -97,23 +97,10 @@ export function pipeOutbound(
   remove: () => void,
   deps: Omit<CarryDeps, 'live'>,
 ): void {
-  deps.metrics.activeConnections.inc({ direction: DIRECTION });
-  const started = Date.now();
+  const done = tallyConnection(deps, DIRECTION, fields);
   splice(app, peer, (result) => {
     remove();
-    deps.metrics.activeConnections.dec({ direction: DIRECTION });
-    deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'to_peer' }, result.bytesFromApp);
-    deps.metrics.bytes.inc({ direction: DIRECTION, flow: 'from_peer' }, result.bytesToApp);
-    deps.log.debug(
-      {
-        direction: DIRECTION,
-        ...fields,
-        bytes_in: result.bytesToApp,
-        bytes_out: result.bytesFromApp,
-        duration_ms: Date.now() - started,
-      },
-      'connection closed',
-    );
+    done({ fromPeer: result.bytesToApp, toPeer: result.bytesFromApp });
   });
 }
 
