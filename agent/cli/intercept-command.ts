@@ -39,7 +39,8 @@ export function registerInterceptCommand(
   program
     .command('init-iptables')
     .description(
-      "redirect the pod's TCP through its agent (the init step; needs root or NET_ADMIN in the pod's network namespace)",
+      "redirect the pod's TCP through its agent (the init step; needs root " +
+        "or NET_ADMIN in the pod's network namespace)",
     )
     .option('--inbound-port <port>', 'agent inbound port that inbound TCP goes to', '15106')
     .option('--outbound-port <port>', 'agent outbound port that outbound TCP goes to', '15101')
@@ -51,7 +52,10 @@ export function registerInterceptCommand(
     .option('--cleanup', 'remove the jumps and the PALISADE_* chains')
     .addHelpText(
       'after',
-      '\nRules live in the nat chains PALISADE_INBOUND (from PREROUTING) and PALISADE_OUTPUT (from OUTPUT); running it again replaces them. IPv6 rules are added with ip6tables when it is installed. Only TCP is redirected.',
+      '\nRules live in the nat chains PALISADE_INBOUND (from PREROUTING) and ' +
+        'PALISADE_OUTPUT (from OUTPUT); running it again replaces them. IPv6 ' +
+        'rules are added with ip6tables when it is installed. Only TCP is ' +
+        'redirected.',
     )
     .action((flags: InitIptablesFlags) => {
       const options = parseInitIptablesFlags(flags);

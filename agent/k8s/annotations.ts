@@ -87,7 +87,8 @@ export const ANNOTATION_TABLE: readonly AnnotationSpec[] = [
   {
     key: 'palisade.dev/jwt-issuer',
     meaning:
-      'HTTP mode: the exact `iss` access tokens must carry (`PALISADE_JWT_ISSUER`); needs `http-rules`',
+      'HTTP mode: the exact `iss` access tokens must carry ' +
+      '(`PALISADE_JWT_ISSUER`); needs `http-rules`',
     defaultValue: 'unset: no token checks',
     format: 'the issuer URL or name',
   },
@@ -106,15 +107,18 @@ export const ANNOTATION_TABLE: readonly AnnotationSpec[] = [
   {
     key: 'palisade.dev/http-rules',
     meaning:
-      'HTTP mode: request rules, first match wins, no match denies (`PALISADE_HTTP_RULES`); turns HTTP mode on',
+      'HTTP mode: request rules, first match wins, no match denies ' +
+      '(`PALISADE_HTTP_RULES`); turns HTTP mode on',
     defaultValue: 'unset: connections are spliced raw',
     format:
-      'JSON array in the policy file\'s `http.rules` shape (`[{"path":"/healthz","anonymous":true}]`)',
+      "JSON array in the policy file's `http.rules` shape " +
+      '(`[{"path":"/healthz","anonymous":true}]`)',
   },
   {
     key: 'palisade.dev/http-ports',
     meaning:
-      'HTTP mode: application ports whose requests are judged; other ports are spliced raw (`PALISADE_HTTP_PORTS`)',
+      'HTTP mode: application ports whose requests are judged; other ports ' +
+      'are spliced raw (`PALISADE_HTTP_PORTS`)',
     defaultValue: 'unset: every inbound port',
     format: 'comma list of TCP ports',
   },
